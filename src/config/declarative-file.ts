@@ -1,0 +1,47 @@
+/**
+ * @module config/declarative-file
+ * Reads a declarative file (YAML or JSON) and validates it, reporting every problem with its field path.
+ */
+import { readFile } from 'node:fs/promises';
+import { parseDocument } from 'yaml';
+import type { DeclarativeConfig } from '../model/declarative.js';
+import { validateDeclarative, type ConfigProblem, type PluginValidator, type ValidationResult } from '../model/validate.js';
+
+/** Parse YAML/JSON text; syntax errors become problems with line and column. */
+export function parseDeclarativeText(text: string): { ok: true; value: unknown } | { ok: false; problems: ConfigProblem[] } {
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length) {
+    return {
+      ok: false,
+      problems: doc.errors.map((e) => ({
+        path: e.linePos ? `(line ${e.linePos[0].line}, column ${e.linePos[0].col})` : '(file)',
+        message: e.message.split('\n')[0] ?? 'invalid YAML',
+      })),
+    };
+  }
+  const value = doc.toJS({ maxAliasCount: 100 });
+  if (value !== null && value !== undefined && (typeof value !== 'object' || Array.isArray(value))) {
+    return { ok: false, problems: [{ path: '(root)', message: 'must be a mapping with upstreams, routes, services, consumers, certificates' }] };
+  }
+  return { ok: true, value: value ?? {} };
+}
+
+export function validateDeclarativeText(text: string, registry?: PluginValidator): ValidationResult<DeclarativeConfig> {
+  const parsed = parseDeclarativeText(text);
+  if (!parsed.ok) return parsed;
+  return validateDeclarative(parsed.value, registry);
+}
+
+export async function loadDeclarativeFile(path: string, registry?: PluginValidator): Promise<ValidationResult<DeclarativeConfig>> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    return { ok: false, problems: [{ path: '(file)', message: `cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` }] };
+  }
+  return validateDeclarativeText(text, registry);
+}
+
+export function formatProblems(problems: ConfigProblem[]): string {
+  return problems.map((p) => `${p.path}: ${p.message}`).join('\n');
+}

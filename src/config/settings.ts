@@ -1,0 +1,225 @@
+/**
+ * @module config/settings
+ * Static settings (gatehouse.yaml): schema, defaults, GATEHOUSE_* environment overrides and flag overrides.
+ * Precedence: flags > environment > file > defaults.
+ */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { parse as parseYaml } from 'yaml';
+import { StringEnum } from '../model/common.js';
+import { validateSchema, type ConfigProblem } from '../model/validate.js';
+
+const Port = (def: number, description: string) => Type.Integer({ minimum: 0, maximum: 65535, default: def, description });
+
+export const ProxySettings = Type.Object(
+  {
+    host: Type.String({ default: '0.0.0.0', description: 'Address the proxy listens on.' }),
+    http: Port(9080, 'HTTP port (0 picks a free port; -1 is not allowed).'),
+    https: Type.Integer({ minimum: -1, maximum: 65535, default: 9443, description: 'HTTPS port with SNI certificates and HTTP/2; -1 turns it off.' }),
+    http2: Type.Boolean({ default: true, description: 'Offer HTTP/2 via ALPN on the HTTPS port.' }),
+    maxHeaderSize: Type.Integer({ minimum: 1024, maximum: 1048576, default: 16384, description: 'Largest request head in bytes (431 above it).' }),
+    maxUrlLength: Type.Integer({ minimum: 64, maximum: 1048576, default: 8192, description: 'Longest request target in bytes (414 above it).' }),
+    maxBodySize: Type.Integer({ minimum: 0, default: 16777216, description: 'Default largest request body in bytes (413 above it); 0 for no limit. Routes may override.' }),
+    headersTimeout: Type.Integer({ minimum: 100, default: 30000, description: 'Milliseconds a client has to send the request head.' }),
+    requestTimeout: Type.Integer({ minimum: 0, default: 300000, description: 'Milliseconds a client has to send the whole request; 0 for none.' }),
+    keepAliveTimeout: Type.Integer({ minimum: 0, default: 60000, description: 'Milliseconds an idle client keep-alive connection is kept.' }),
+    slashes: StringEnum(['merge', 'keep', 'reject'], {
+      default: 'merge',
+      description: 'Policy for empty path segments ("//"): merge them into one, keep them, or reject the request with 400.',
+    }),
+    trustedProxies: Type.Array(Type.String(), {
+      default: [],
+      description: 'Addresses or CIDR ranges of proxies in front of the gateway whose X-Forwarded-* headers are trusted.',
+    }),
+    realIpHeader: Type.String({ default: 'x-forwarded-for', description: 'Header a trusted proxy puts the client address in.' }),
+  },
+  { additionalProperties: false, default: {}, description: 'The proxy listeners.' },
+);
+
+export const StatusSettings = Type.Object(
+  {
+    host: Type.String({ default: '127.0.0.1', description: 'Address of the status server.' }),
+    port: Port(9091, 'Port of /metrics, /healthz and /readyz; 0 picks a free port.'),
+  },
+  { additionalProperties: false, default: {}, description: 'Gateway status server.' },
+);
+
+export const AdminSettings = Type.Object(
+  {
+    host: Type.String({ default: '127.0.0.1', description: 'Address of the admin API and dashboard.' }),
+    port: Port(9180, 'Port of the admin API and dashboard.'),
+  },
+  { additionalProperties: false, default: {}, description: 'Control plane listener.' },
+);
+
+export const ConfigProviderSettings = Type.Object(
+  {
+    type: StringEnum(['file', 'etcd'], { default: 'file', description: 'Where the gateway reads routes: a declarative file or etcd.' }),
+    path: Type.Optional(Type.String({ description: 'The declarative file (type file).' })),
+    endpoints: Type.Optional(Type.Array(Type.String(), { description: 'etcd endpoints (type etcd).' })),
+    prefix: Type.String({ default: '/gatehouse', description: 'etcd key prefix (type etcd).' }),
+  },
+  { additionalProperties: false, default: {}, description: 'Config source of the gateway.' },
+);
+
+export const AccessLogSettings = Type.Object(
+  {
+    enabled: Type.Boolean({ default: true, description: 'Write one JSON line per request to stdout.' }),
+  },
+  { additionalProperties: false, default: {}, description: 'Access log.' },
+);
+
+export const Settings = Type.Object(
+  {
+    proxy: ProxySettings,
+    status: StatusSettings,
+    admin: AdminSettings,
+    workers: Type.Union([Type.Literal('auto'), Type.Integer({ minimum: 1, maximum: 256 })], {
+      default: 'auto',
+      description: 'Gateway worker processes: a number, or auto for one per core.',
+    }),
+    dataDir: Type.String({ default: './data', description: 'Directory for local state.' }),
+    instanceId: Type.Optional(Type.String({ minLength: 1, maxLength: 253, description: 'Name of this gateway instance; defaults to <hostname>-<proxy port>.' })),
+    configProvider: ConfigProviderSettings,
+    accessLog: AccessLogSettings,
+    log: Type.Object(
+      { level: StringEnum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], { default: 'info', description: 'Log level.' }) },
+      { additionalProperties: false, default: {}, description: 'Process log.' },
+    ),
+    shutdownTimeout: Type.Integer({ minimum: 0, default: 30000, description: 'Milliseconds SIGTERM waits for in-flight requests before exiting.' }),
+    discovery: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Named discovery sources (see docs/discovery).' })),
+  },
+  { additionalProperties: false, description: 'Static settings of a Gatehouse process.' },
+);
+export type Settings = Static<typeof Settings>;
+
+export class SettingsError extends Error {
+  constructor(readonly problems: ConfigProblem[], readonly source: string) {
+    super(`invalid settings in ${source}:\n${problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`);
+    this.name = 'SettingsError';
+  }
+}
+
+/** camelCase -> CAMEL_CASE as used in GATEHOUSE_* variables. */
+function envName(key: string): string {
+  return key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
+}
+
+function objectProps(schema: TSchema): Record<string, TSchema> | undefined {
+  if (schema.type === 'object' && schema.properties) return schema.properties as Record<string, TSchema>;
+  return undefined;
+}
+
+function coerce(schema: TSchema, raw: string): unknown {
+  const types = new Set<string>();
+  const collect = (s: TSchema) => {
+    if (s.anyOf) (s.anyOf as TSchema[]).forEach(collect);
+    else if (s.const !== undefined) types.add(`const:${s.const}`);
+    else if (s.type) types.add(String(s.type));
+  };
+  collect(schema);
+  if (types.has(`const:${raw}`)) return raw;
+  if ((types.has('integer') || types.has('number')) && /^-?\d+(\.\d+)?$/.test(raw)) return Number(raw);
+  if (types.has('boolean') && (raw === 'true' || raw === 'false')) return raw === 'true';
+  if (types.has('array')) {
+    const t = raw.trim();
+    if (t.startsWith('[')) {
+      try {
+        return JSON.parse(t);
+      } catch {
+        return raw;
+      }
+    }
+    return t === '' ? [] : t.split(',').map((s) => s.trim());
+  }
+  if (types.has('object')) {
+    try {
+      return JSON.parse(raw);
+    } catch {
+      return raw;
+    }
+  }
+  return raw;
+}
+
+/**
+ * Apply GATEHOUSE_* variables: the key path in upper snake case joined by "_"
+ * (GATEHOUSE_PROXY_HTTP, GATEHOUSE_INSTANCE_ID, GATEHOUSE_CONFIG_PROVIDER_TYPE). Unknown names are ignored
+ * except that they are returned so the caller can warn.
+ */
+export function applyEnv(target: Record<string, unknown>, env: NodeJS.ProcessEnv): string[] {
+  const unknown: string[] = [];
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith('GATEHOUSE_') || value === undefined) continue;
+    if (name === 'GATEHOUSE_ADMIN_PASSWORD' || name === 'GATEHOUSE_LOG_LEVEL') continue;
+    let rest = name.slice('GATEHOUSE_'.length);
+    let schema: TSchema = Settings;
+    let obj: Record<string, unknown> = target;
+    let placed = false;
+    while (rest) {
+      const props = objectProps(schema);
+      if (!props) break;
+      const key = Object.keys(props)
+        .sort((a, b) => envName(b).length - envName(a).length)
+        .find((k) => rest === envName(k) || rest.startsWith(`${envName(k)}_`));
+      if (!key) break;
+      rest = rest.slice(envName(key).length + 1);
+      if (!rest) {
+        obj[key] = coerce(props[key]!, value);
+        placed = true;
+        break;
+      }
+      const next = obj[key];
+      if (typeof next !== 'object' || next === null || Array.isArray(next)) obj[key] = {};
+      obj = obj[key] as Record<string, unknown>;
+      schema = props[key]!;
+    }
+    if (!placed) unknown.push(name);
+  }
+  return unknown;
+}
+
+function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
+  const parts = path.split('.');
+  let obj = target;
+  for (const p of parts.slice(0, -1)) {
+    if (typeof obj[p] !== 'object' || obj[p] === null) obj[p] = {};
+    obj = obj[p] as Record<string, unknown>;
+  }
+  obj[parts[parts.length - 1]!] = value;
+}
+
+export interface LoadSettingsOptions {
+  /** Path of gatehouse.yaml; absent means defaults only. */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Flag overrides by dotted key path ("proxy.http"). */
+  overrides?: Record<string, unknown>;
+}
+
+export function loadSettings(opts: LoadSettingsOptions = {}): { settings: Settings; unknownEnv: string[] } {
+  let raw: Record<string, unknown> = {};
+  const source = opts.file ?? '(defaults)';
+  if (opts.file) {
+    let text: string;
+    try {
+      text = readFileSync(opts.file, 'utf8');
+    } catch (e) {
+      throw new SettingsError([{ path: '(file)', message: `cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` }], source);
+    }
+    try {
+      raw = (parseYaml(text) as Record<string, unknown>) ?? {};
+    } catch (e) {
+      throw new SettingsError([{ path: '(file)', message: `is not valid YAML: ${(e as Error).message}` }], source);
+    }
+    if (typeof raw !== 'object' || Array.isArray(raw)) throw new SettingsError([{ path: '(root)', message: 'must be a mapping' }], source);
+  }
+  const unknownEnv = applyEnv(raw, opts.env ?? process.env);
+  for (const [k, v] of Object.entries(opts.overrides ?? {})) if (v !== undefined) setPath(raw, k, v);
+  const result = validateSchema<Settings>(Settings, raw);
+  if (!result.ok) throw new SettingsError(result.problems, source);
+  const settings = result.value;
+  settings.instanceId ??= `${hostname()}-${settings.proxy.http}`;
+  return { settings, unknownEnv };
+}
