@@ -1,0 +1,365 @@
+/**
+ * @module dataplane/proxy
+ * Forwards one request to an upstream node and relays the response: the request path's hot core.
+ * One Exchange per request implements undici's dispatch handler directly (no stream wrappers), streams both
+ * bodies with backpressure, retries on another node when that is safe, and never turns an upstream failure
+ * into a truncated success.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { errorBody, ERRORS, type ErrorCode } from '../core/errors.js';
+import { downstreamResponseHeaders, headersToObject, upstreamRequestHeaders, type ForwardInfo } from './headers.js';
+import type { UpstreamRuntime } from './upstream/upstream.js';
+import type { NodeState, PickContext } from './upstream/types.js';
+import type { Timeouts } from '../model/common.js';
+
+export type ClientRequest = IncomingMessage | Http2ServerRequest;
+export type ClientResponse = ServerResponse | Http2ServerResponse;
+
+/** Reports real-traffic outcomes to passive health checking. */
+export interface HealthReporter {
+  report(upstreamKey: string, node: NodeState, ok: boolean): void;
+}
+
+/** What the exchange needs of the matched route. */
+export interface ProxyTarget {
+  upstream: UpstreamRuntime;
+  timeouts: Timeouts;
+  maxBodySize: number;
+}
+
+/** Per-request state shared with the server (and, later, plugins). */
+export interface RequestContext extends PickContext {
+  req: ClientRequest;
+  res: ClientResponse;
+  method: string;
+  h2: boolean;
+  fwd: ForwardInfo;
+  trustedPeer: boolean;
+  target: ProxyTarget;
+  /** performance.now() when the request arrived. */
+  start: number;
+  /** Final status sent downstream (0 until headers are written). */
+  status: number;
+  node: NodeState | null;
+  /** Milliseconds to upstream response headers, -1 when none came. */
+  upstreamLatency: number;
+  /** Error code when the gateway answered itself. */
+  errorCode: ErrorCode | null;
+}
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+const RETRY_STATUSES = new Set([502, 503, 504]);
+/** Connection-level failures where the node never saw the request: always safe to try another node. */
+const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+
+const JSON_HEADERS = 'application/json';
+
+/** Write a gateway-made JSON error, or cut the connection if the response has already started. */
+export function sendError(res: ClientResponse, code: ErrorCode, close = false): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = errorBody(code);
+  const headers: Record<string, string | number> = { 'content-type': JSON_HEADERS, 'content-length': body.length };
+  if (close && !('stream' in res)) headers.connection = 'close';
+  res.writeHead(ERRORS[code].status, headers);
+  res.end(body);
+}
+
+/** Counts body bytes and fails once a chunked (length-less) body crosses the route's limit. */
+class BodyLimit extends Transform {
+  private seen = 0;
+  exceeded = false;
+  constructor(private readonly limit: number) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.seen += chunk.length;
+    if (this.seen > this.limit) {
+      this.exceeded = true;
+      cb(new Error('body too large'));
+      return;
+    }
+    cb(null, chunk);
+  }
+}
+
+function timeoutCode(err: NodeJS.ErrnoException): boolean {
+  return err.code === 'UND_ERR_CONNECT_TIMEOUT' || err.code === 'UND_ERR_HEADERS_TIMEOUT' || err.code === 'UND_ERR_BODY_TIMEOUT';
+}
+
+/** One client request's trip through the upstream, across retries. Implements undici's handler. */
+export class Exchange implements Dispatcher.DispatchHandler {
+  private node: NodeState | null = null;
+  private tried: Set<NodeState> | null = null;
+  private attempts = 0;
+  private abortUpstream: ((err?: Error) => void) | null = null;
+  private body: Readable | null = null;
+  private bodyStarted = false;
+  private headersAt = 0;
+  private sentAt = 0;
+  private retrying: NodeState | null = null;
+  private finished = false;
+  private clientGone = false;
+  private drainWaiting: (() => void) | null = null;
+  private limiter: BodyLimit | null = null;
+  private sendTimer: NodeJS.Timeout | null = null;
+  private lastBodyProgress = 0;
+  private readonly path: string;
+  private readonly headers: string[];
+
+  constructor(
+    private readonly ctx: RequestContext,
+    private readonly health: HealthReporter,
+    forwardPath: string,
+    hostHeader: string,
+    hasBody: boolean,
+    private readonly hostFromNode: boolean,
+  ) {
+    const req = ctx.req;
+    this.path = ctx.query ? `${forwardPath}?${ctx.query}` : forwardPath;
+    this.headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection as string | undefined, hostHeader, ctx.fwd, ctx.trustedPeer);
+    if (hasBody) {
+      const limit = ctx.target.maxBodySize;
+      if (limit > 0 && req.headers['content-length'] === undefined) {
+        this.limiter = new BodyLimit(limit);
+        (req as Readable).pipe(this.limiter);
+        this.body = this.limiter;
+      } else {
+        this.body = req as Readable;
+      }
+    }
+  }
+
+  /** Start the first attempt. */
+  run(): void {
+    this.ctx.res.once('close', this.onClientClose);
+    this.attempt(null);
+  }
+
+  private readonly onClientClose = (): void => {
+    if (this.finished) return;
+    this.clientGone = true;
+    this.abortUpstream?.(new Error('client closed the connection'));
+  };
+
+  private attempt(next: NodeState | null): void {
+    const up = this.ctx.target.upstream;
+    const node = next ?? up.pick(this.ctx, this.tried);
+    if (node === null) {
+      this.fail(this.attempts === 0 ? 'GH_ERR_UPSTREAM_NO_HEALTHY_NODE' : 'GH_ERR_UPSTREAM_UNAVAILABLE');
+      return;
+    }
+    this.node = node;
+    this.ctx.node = node;
+    // passHost node: the Host header names whichever node this attempt goes to.
+    if (this.hostFromNode) this.headers[1] = up.nodeHost(node);
+    this.attempts++;
+    this.abortUpstream = null;
+    this.headersAt = 0;
+    up.balancer.onStart(node);
+    this.sentAt = performance.now();
+    const t = this.ctx.target.timeouts;
+    up.pool(node).dispatch(
+      {
+        path: this.path,
+        method: this.ctx.method as Dispatcher.HttpMethod,
+        headers: this.headers,
+        body: this.body,
+        headersTimeout: t.read,
+        bodyTimeout: t.read,
+      },
+      this,
+    );
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    if (this.clientGone) {
+      abort(new Error('client closed the connection'));
+      return;
+    }
+    this.abortUpstream = abort;
+    if (this.body !== null && !this.bodyStarted) {
+      this.bodyStarted = true;
+      this.armSendTimeout();
+    }
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    const node = this.node!;
+    const up = this.ctx.target.upstream;
+    this.headersAt = performance.now();
+    this.ctx.upstreamLatency = this.headersAt - this.sentAt;
+    this.clearSendTimeout();
+    if (up.failureStatuses.has(statusCode)) this.health.report(up.key, node, false);
+    else if (up.failureStatuses.size > 0) this.health.report(up.key, node, true);
+
+    if (RETRY_STATUSES.has(statusCode) && this.canRetry(true)) {
+      (this.tried ??= new Set()).add(node);
+      const other = up.pick(this.ctx, this.tried);
+      if (other !== null) {
+        // Another node can answer: drop this response unseen and try it.
+        this.retrying = other;
+        this.abortUpstream?.(new Error('retrying on another node'));
+        return false;
+      }
+    }
+
+    const res = this.ctx.res;
+    const headers = downstreamResponseHeaders(rawHeaders);
+    this.ctx.status = statusCode;
+    try {
+      if (this.ctx.h2) (res as Http2ServerResponse).writeHead(statusCode, headersToObject(headers));
+      else (res as ServerResponse).writeHead(statusCode, statusText || undefined, headers);
+    } catch {
+      // The upstream sent a header node will not relay: treat as a broken upstream.
+      this.ctx.status = 0;
+      this.abortUpstream?.(new Error('invalid upstream response header'));
+      return false;
+    }
+    if (this.drainWaiting === null) {
+      this.drainWaiting = resume;
+    }
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    const ok = (this.ctx.res as ServerResponse).write(chunk);
+    if (!ok) (this.ctx.res as ServerResponse).once('drain', this.drainWaiting!);
+    return ok;
+  }
+
+  onComplete(trailers: string[] | Buffer[] | null): void {
+    this.done(true);
+    const res = this.ctx.res;
+    if (trailers && trailers.length && !this.ctx.h2) {
+      const t: Record<string, string> = {};
+      for (let i = 0; i < trailers.length; i += 2) t[String(trailers[i])] = String(trailers[i + 1]);
+      try {
+        (res as ServerResponse).addTrailers(t);
+      } catch {
+        /* trailers are best-effort */
+      }
+    }
+    res.end();
+  }
+
+  onError(err: Error): void {
+    const node = this.node!;
+    const up = this.ctx.target.upstream;
+    this.clearSendTimeout();
+    up.balancer.onFinish(node, -1);
+    if (this.finished) return; // the gateway already answered (408) and aborted this attempt itself
+    if (this.retrying !== null) {
+      const next = this.retrying;
+      this.retrying = null;
+      this.attempt(next);
+      return;
+    }
+    if (this.clientGone) {
+      this.finished = true;
+      return;
+    }
+    if (this.limiter?.exceeded) {
+      this.finished = true;
+      this.ctx.errorCode = 'GH_ERR_BODY_TOO_LARGE';
+      this.ctx.status = 413;
+      sendError(this.ctx.res, 'GH_ERR_BODY_TOO_LARGE', true);
+      if (!this.ctx.h2) (this.ctx.req as IncomingMessage).socket?.destroySoon?.();
+      return;
+    }
+    const e = err as NodeJS.ErrnoException;
+    const isConnectFailure = e.code !== undefined && CONNECT_FAILURES.has(e.code);
+    if (!this.ctx.res.headersSent) this.health.report(up.key, node, false);
+    if (!this.ctx.res.headersSent && (isConnectFailure || e.code === 'UND_ERR_SOCKET' || e.code === 'ECONNRESET') && this.canRetry(isConnectFailure ? false : true)) {
+      (this.tried ??= new Set()).add(node);
+      const other = up.pick(this.ctx, this.tried);
+      if (other !== null) {
+        this.attempt(other);
+        return;
+      }
+    }
+    this.finished = true;
+    if (this.ctx.res.headersSent) {
+      // The response started: cut the connection so the client sees a failure, never a short success.
+      this.ctx.res.destroy(err);
+      return;
+    }
+    this.fail(timeoutCode(e) ? 'GH_ERR_UPSTREAM_TIMEOUT' : 'GH_ERR_UPSTREAM_UNAVAILABLE');
+  }
+
+  /**
+   * A retry is safe when attempts remain and the request can be sent again unchanged: no body has been
+   * streamed yet; for answers from the node (not connection failures) only with an idempotent method.
+   */
+  private canRetry(nodeAnswered: boolean): boolean {
+    if (this.attempts > this.ctx.target.upstream.retries) return false;
+    if (this.body !== null && this.bodyStarted) return false;
+    if (nodeAnswered && !IDEMPOTENT.has(this.ctx.method)) return false;
+    return true;
+  }
+
+  private done(ok: boolean): void {
+    this.finished = true;
+    this.clearSendTimeout();
+    this.ctx.target.upstream.balancer.onFinish(this.node!, ok ? this.ctx.upstreamLatency : -1);
+  }
+
+  private fail(code: ErrorCode): void {
+    this.finished = true;
+    this.ctx.errorCode = code;
+    this.ctx.status = ERRORS[code].status;
+    sendError(this.ctx.res, code);
+  }
+
+  /** The send timeout: the request body may not stall longer than timeouts.send while it is being sent. */
+  private armSendTimeout(): void {
+    const body = this.body!;
+    const ms = this.ctx.target.timeouts.send;
+    this.lastBodyProgress = performance.now();
+    body.on('data', this.onBodyProgress);
+    body.once('end', this.clearSendTimeoutBound);
+    this.sendTimer = setTimeout(this.checkSend, ms);
+    this.sendTimer.unref();
+  }
+
+  private readonly onBodyProgress = (): void => {
+    this.lastBodyProgress = performance.now();
+  };
+
+  private readonly checkSend = (): void => {
+    const ms = this.ctx.target.timeouts.send;
+    const idle = performance.now() - this.lastBodyProgress;
+    if (idle < ms) {
+      this.sendTimer = setTimeout(this.checkSend, ms - idle);
+      this.sendTimer.unref();
+      return;
+    }
+    this.sendTimer = null;
+    // A paused body means the node stopped reading (its fault, 504); a flowing one means the client stalled.
+    const nodeStalled = this.body!.isPaused() || this.body!.readableLength > 0;
+    const err = Object.assign(new Error('request body send timed out'), { code: nodeStalled ? 'UND_ERR_HEADERS_TIMEOUT' : 'GH_CLIENT_STALLED' });
+    if (!nodeStalled && !this.ctx.res.headersSent) {
+      this.finished = true;
+      this.ctx.errorCode = 'GH_ERR_REQUEST_TIMEOUT';
+      this.ctx.status = 408;
+      this.abortUpstream?.(err);
+      sendError(this.ctx.res, 'GH_ERR_REQUEST_TIMEOUT', true);
+      return;
+    }
+    this.abortUpstream?.(err);
+  };
+
+  private readonly clearSendTimeoutBound = (): void => this.clearSendTimeout();
+
+  private clearSendTimeout(): void {
+    if (this.sendTimer !== null) {
+      clearTimeout(this.sendTimer);
+      this.sendTimer = null;
+    }
+  }
+}

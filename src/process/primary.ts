@@ -1,0 +1,204 @@
+/**
+ * @module process/primary
+ * The primary process of a gateway: loads and validates config, forks one worker per core, broadcasts config
+ * and health state to them, restarts a worker that dies, serves the status port, reloads on SIGHUP and
+ * drains on SIGTERM.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import type { Server } from 'node:http';
+import type { Logger } from 'pino';
+import type { Settings } from '../config/settings.js';
+import type { DeclarativeConfig } from '../model/declarative.js';
+import { listUpstreams } from '../dataplane/snapshot.js';
+import { NodeRegistry } from '../dataplane/upstream/upstream.js';
+import { HealthChecker } from '../dataplane/upstream/health.js';
+import { renderPrometheus, type MetricsDump } from '../status/metrics.js';
+import { startStatusServer } from '../status/server.js';
+import { FileConfigSource } from '../sync/file-source.js';
+import type { PrimaryToWorker, WorkerToPrimary } from '../sync/messages.js';
+import { formatProblems } from '../config/declarative-file.js';
+
+interface WorkerInfo {
+  worker: Worker;
+  revision: number;
+  listening: boolean;
+  ports?: { http: number; https: number | null };
+}
+
+export interface PrimaryOptions {
+  settings: Settings;
+  log: Logger;
+  configFile: string;
+}
+
+export async function runPrimary(opts: PrimaryOptions): Promise<void> {
+  const { settings, log } = opts;
+  const count = settings.workers === 'auto' ? availableParallelism() : settings.workers;
+  const source = new FileConfigSource(opts.configFile);
+  const first = await source.load();
+  if (!first.ok) {
+    log.fatal({ file: source.path, problems: first.problems }, `invalid config:\n${formatProblems(first.problems)}`);
+    process.exitCode = 1;
+    return;
+  }
+  let config: DeclarativeConfig = first.config;
+  let revision = first.revision;
+  let configErrors = 0;
+  let shuttingDown = false;
+
+  // Health state lives here, once for all workers.
+  const nodes = new NodeRegistry();
+  const health = new HealthChecker({ logger: log });
+  const configureHealth = () => {
+    const ups = listUpstreams(config).map(({ key, body }) => ({
+      key,
+      nodes: nodes.resolve(key, body.nodes),
+      healthCheck: body.healthCheck,
+      scheme: body.scheme ?? 'http',
+      tls: body.tls,
+    }));
+    nodes.retain(new Set(ups.map((u) => u.key)));
+    health.configure(ups);
+  };
+  configureHealth();
+
+  const workers = new Map<number, WorkerInfo>();
+  const broadcast = (msg: PrimaryToWorker) => {
+    for (const w of workers.values()) if (w.worker.isConnected()) w.worker.send(msg);
+  };
+  health.on('change', (c: { upstream: string; node: string; healthy: boolean }) => broadcast({ t: 'health', ...c }));
+
+  const pendingMetrics = new Map<number, { dumps: MetricsDump[]; waiting: number; done: () => void }>();
+  let metricsSeq = 0;
+
+  cluster.schedulingPolicy = cluster.SCHED_NONE; // workers accept directly: no hop through the primary
+  cluster.setupPrimary({ silent: false });
+
+  const fork = () => {
+    const worker = cluster.fork({ GATEHOUSE_ROLE: 'worker' });
+    const info: WorkerInfo = { worker, revision: 0, listening: false };
+    workers.set(worker.id, info);
+    worker.on('message', (msg: WorkerToPrimary) => {
+      switch (msg.t) {
+        case 'hello':
+          worker.send({ t: 'config', revision, config } satisfies PrimaryToWorker);
+          for (const h of health.snapshot()) if (!h.healthy) worker.send({ t: 'health', upstream: h.upstream, node: h.node, healthy: false } satisfies PrimaryToWorker);
+          break;
+        case 'listening':
+          info.listening = true;
+          info.ports = { http: msg.http, https: msg.https };
+          log.info({ worker: worker.id, http: msg.http, https: msg.https }, 'gateway worker listening');
+          break;
+        case 'applied':
+          info.revision = msg.revision;
+          break;
+        case 'apply-failed':
+          log.error({ worker: worker.id, revision: msg.revision, err: msg.error }, 'worker refused config');
+          break;
+        case 'passive':
+          health.reportPassive(msg.upstream, msg.node, msg.ok);
+          break;
+        case 'metrics': {
+          const p = pendingMetrics.get(msg.id);
+          if (p) {
+            p.dumps.push(msg.dump);
+            if (--p.waiting === 0) p.done();
+          }
+          break;
+        }
+      }
+    });
+  };
+
+  cluster.on('exit', (worker, code, signal) => {
+    workers.delete(worker.id);
+    if (shuttingDown) return;
+    log.error({ worker: worker.id, code, signal }, 'gateway worker died; starting a new one');
+    setTimeout(fork, 200).unref();
+  });
+
+  source.on('config', (next, rev) => {
+    config = next;
+    revision = rev;
+    configureHealth();
+    broadcast({ t: 'config', revision, config });
+    log.info({ revision, routes: next.routes.length, upstreams: next.upstreams.length }, 'config reloaded');
+  });
+  source.on('invalid', (problems) => {
+    configErrors++;
+    log.error({ file: source.path, problems }, `config change refused, still serving revision ${revision}:\n${formatProblems(problems)}`);
+  });
+  source.watch();
+
+  for (let i = 0; i < count; i++) fork();
+
+  const collectMetrics = (): Promise<MetricsDump[]> =>
+    new Promise((resolve) => {
+      const live = [...workers.values()].filter((w) => w.worker.isConnected());
+      const id = ++metricsSeq;
+      const entry = { dumps: [] as MetricsDump[], waiting: live.length, done: () => {} };
+      const finish = () => {
+        pendingMetrics.delete(id);
+        resolve(entry.dumps);
+      };
+      entry.done = finish;
+      if (live.length === 0) return finish();
+      pendingMetrics.set(id, entry);
+      for (const w of live) w.worker.send({ t: 'metrics', id } satisfies PrimaryToWorker);
+      setTimeout(finish, 1000).unref();
+    });
+
+  let status: Server | null = null;
+  try {
+    status = await startStatusServer(settings.status.host, settings.status.port, {
+      healthy: () => !shuttingDown,
+      ready: () => {
+        const all = [...workers.values()];
+        const serving = all.filter((w) => w.listening && w.revision > 0).length;
+        const current = all.filter((w) => w.revision === revision).length;
+        return {
+          ready: !shuttingDown && serving === count && current === count,
+          detail: { revision, workers: count, serving, current, configErrors },
+        };
+      },
+      metrics: async () => {
+        const dumps = await collectMetrics();
+        for (const d of dumps) d.configErrors = Math.max(d.configErrors, configErrors);
+        return renderPrometheus(dumps, { health: health.snapshot(), configRevision: revision, workers: workers.size });
+      },
+    });
+    const addr = status.address() as { port: number };
+    log.info({ port: addr.port }, 'status server listening');
+  } catch (e) {
+    log.error({ err: (e as Error).message }, 'status server could not start');
+  }
+
+  process.on('SIGHUP', () => {
+    log.info('SIGHUP: reloading config');
+    void source.reload(true);
+  });
+  const shutdown = (signal: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log.info({ signal }, 'draining in-flight requests');
+    source.close();
+    health.close();
+    broadcast({ t: 'drain', timeout: settings.shutdownTimeout });
+    const hardStop = setTimeout(() => {
+      log.warn('drain timed out; exiting');
+      process.exit(0);
+    }, settings.shutdownTimeout + 2000);
+    hardStop.unref();
+    const check = setInterval(() => {
+      if (workers.size === 0) {
+        clearInterval(check);
+        status?.close();
+        log.info('stopped');
+        process.exit(0);
+      }
+    }, 50);
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
