@@ -239,8 +239,7 @@ export class Gateway {
       headers,
     };
     const hostHeader = up.passHost === 'pass' ? fwd.host || up.nodeHost(up.nodes[0]!) : up.passHost === 'rewrite' ? up.upstreamHost! : '';
-    res.once('close', () => this.finish(ctx, route));
-    const exchange = new Exchange(ctx, this.health, path, hostHeader, hasBody, up.passHost === 'node');
+    const exchange = new Exchange(ctx, this.health, path, hostHeader, hasBody, up.passHost === 'node', this.finish);
     exchange.run();
   };
 
@@ -259,7 +258,8 @@ export class Gateway {
     this.inFlight--;
   };
 
-  private finish(ctx: RequestContext, route: RouteRuntime): void {
+  private readonly finish = (ctx: RequestContext): void => {
+    const route = ctx.target as RouteRuntime;
     this.inFlight--;
     const ms = performance.now() - ctx.start;
     // A client that left before any response is logged as 499, as nginx does.
@@ -279,7 +279,7 @@ export class Gateway {
         ...(ctx.res.writableFinished ? {} : { aborted: true }),
       });
     }
-  }
+  };
 
   /** WebSocket (and other HTTP/1.1 Upgrade) requests: match, then splice the two sockets together. */
   private readonly onUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer): void => {

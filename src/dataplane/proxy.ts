@@ -119,6 +119,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     hostHeader: string,
     hasBody: boolean,
     private readonly hostFromNode: boolean,
+    /** Called once when the client response closes (finished or not): metrics and access log. */
+    private readonly onClosed: (ctx: RequestContext) => void,
   ) {
     const req = ctx.req;
     this.path = ctx.query ? `${forwardPath}?${ctx.query}` : forwardPath;
@@ -137,14 +139,16 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   /** Start the first attempt. */
   run(): void {
-    this.ctx.res.once('close', this.onClientClose);
+    this.ctx.res.once('close', this.onResponseClose);
     this.attempt(null);
   }
 
-  private readonly onClientClose = (): void => {
-    if (this.finished) return;
-    this.clientGone = true;
-    this.abortUpstream?.(new Error('client closed the connection'));
+  private readonly onResponseClose = (): void => {
+    if (!this.finished) {
+      this.clientGone = true;
+      this.abortUpstream?.(new Error('client closed the connection'));
+    }
+    this.onClosed(this.ctx);
   };
 
   private attempt(next: NodeState | null): void {
