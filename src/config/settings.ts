@@ -152,7 +152,8 @@ export function applyEnv(target: Record<string, unknown>, env: NodeJS.ProcessEnv
   const unknown: string[] = [];
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith('GATEHOUSE_') || value === undefined) continue;
-    if (name === 'GATEHOUSE_ADMIN_PASSWORD' || name === 'GATEHOUSE_LOG_LEVEL') continue;
+    // Read by the control plane at first start, never part of the settings tree.
+    if (name === 'GATEHOUSE_ADMIN_PASSWORD') continue;
     let rest = name.slice('GATEHOUSE_'.length);
     let schema: TSchema = Settings;
     let obj: Record<string, unknown> = target;

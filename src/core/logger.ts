@@ -10,7 +10,7 @@ let root: Logger | undefined;
 
 export function createLogger(options: { level?: string; name?: string } = {}): Logger {
   root = pino({
-    level: options.level ?? process.env.GATEHOUSE_LOG_LEVEL ?? 'info',
+    level: options.level ?? 'info',
     base: { pid: process.pid, ...(options.name ? { name: options.name } : {}) },
     timestamp: pino.stdTimeFunctions.isoTime,
     redact: { paths: ['*.password', '*.key', '*.secret', '*.token', '*.authorization'], censor: '[redacted]' },
