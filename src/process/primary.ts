@@ -13,7 +13,7 @@ import type { DeclarativeConfig } from '../model/declarative.js';
 import { listUpstreams } from '../dataplane/snapshot.js';
 import { NodeRegistry } from '../dataplane/upstream/upstream.js';
 import { HealthChecker } from '../dataplane/upstream/health.js';
-import { renderPrometheus, type MetricsDump } from '../status/metrics.js';
+import { mergeDumps, renderPrometheus, type MetricsDump } from '../status/metrics.js';
 import { startStatusServer } from '../status/server.js';
 import { FileConfigSource } from '../sync/file-source.js';
 import type { PrimaryToWorker, WorkerToPrimary } from '../sync/messages.js';
@@ -71,6 +71,10 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
 
   const pendingMetrics = new Map<number, { dumps: MetricsDump[]; waiting: number; done: () => void }>();
   let metricsSeq = 0;
+  /** Each live worker's latest dump, and what dead workers had reported: counters must not go down when a
+   * worker is replaced (Prometheus would take that for a reset). */
+  const lastDumps = new Map<number, MetricsDump>();
+  let retired: MetricsDump | null = null;
 
   cluster.schedulingPolicy = cluster.SCHED_NONE; // workers accept directly: no hop through the primary
   cluster.setupPrimary({ silent: false });
@@ -100,6 +104,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
           health.reportPassive(msg.upstream, msg.node, msg.ok);
           break;
         case 'metrics': {
+          lastDumps.set(worker.id, msg.dump);
           const p = pendingMetrics.get(msg.id);
           if (p) {
             p.dumps.push(msg.dump);
@@ -113,6 +118,11 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
 
   cluster.on('exit', (worker, code, signal) => {
     workers.delete(worker.id);
+    const last = lastDumps.get(worker.id);
+    if (last) {
+      lastDumps.delete(worker.id);
+      retired = mergeDumps(retired ? [retired, last] : [last]);
+    }
     if (shuttingDown) return;
     log.error({ worker: worker.id, code, signal }, 'gateway worker died; starting a new one');
     setTimeout(fork, 200).unref();
@@ -131,49 +141,8 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   });
   source.watch();
 
-  for (let i = 0; i < count; i++) fork();
-
-  const collectMetrics = (): Promise<MetricsDump[]> =>
-    new Promise((resolve) => {
-      const live = [...workers.values()].filter((w) => w.worker.isConnected());
-      const id = ++metricsSeq;
-      const entry = { dumps: [] as MetricsDump[], waiting: live.length, done: () => {} };
-      const finish = () => {
-        pendingMetrics.delete(id);
-        resolve(entry.dumps);
-      };
-      entry.done = finish;
-      if (live.length === 0) return finish();
-      pendingMetrics.set(id, entry);
-      for (const w of live) w.worker.send({ t: 'metrics', id } satisfies PrimaryToWorker);
-      setTimeout(finish, 1000).unref();
-    });
-
+  // Signals are handled from here on: a SIGHUP during start-up must reload, not kill the gateway.
   let status: Server | null = null;
-  try {
-    status = await startStatusServer(settings.status.host, settings.status.port, {
-      healthy: () => !shuttingDown,
-      ready: () => {
-        const all = [...workers.values()];
-        const serving = all.filter((w) => w.listening && w.revision > 0).length;
-        const current = all.filter((w) => w.revision === revision).length;
-        return {
-          ready: !shuttingDown && serving === count && current === count,
-          detail: { revision, workers: count, serving, current, configErrors },
-        };
-      },
-      metrics: async () => {
-        const dumps = await collectMetrics();
-        for (const d of dumps) d.configErrors = Math.max(d.configErrors, configErrors);
-        return renderPrometheus(dumps, { health: health.snapshot(), configRevision: revision, workers: workers.size });
-      },
-    });
-    const addr = status.address() as { port: number };
-    log.info({ port: addr.port }, 'status server listening');
-  } catch (e) {
-    log.error({ err: (e as Error).message }, 'status server could not start');
-  }
-
   process.on('SIGHUP', () => {
     log.info('SIGHUP: reloading config');
     void source.reload(true);
@@ -201,4 +170,48 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+
+  for (let i = 0; i < count; i++) fork();
+
+  const collectMetrics = (): Promise<MetricsDump[]> =>
+    new Promise((resolve) => {
+      const live = [...workers.values()].filter((w) => w.worker.isConnected());
+      const id = ++metricsSeq;
+      const entry = { dumps: [] as MetricsDump[], waiting: live.length, done: () => {} };
+      const finish = () => {
+        pendingMetrics.delete(id);
+        resolve(entry.dumps);
+      };
+      entry.done = finish;
+      if (live.length === 0) return finish();
+      pendingMetrics.set(id, entry);
+      for (const w of live) w.worker.send({ t: 'metrics', id } satisfies PrimaryToWorker);
+      setTimeout(finish, 1000).unref();
+    });
+
+  try {
+    status = await startStatusServer(settings.status.host, settings.status.port, {
+      healthy: () => !shuttingDown,
+      ready: () => {
+        const all = [...workers.values()];
+        const serving = all.filter((w) => w.listening && w.revision > 0).length;
+        const current = all.filter((w) => w.revision === revision).length;
+        return {
+          ready: !shuttingDown && serving === count && current === count,
+          detail: { revision, workers: count, serving, current, configErrors },
+        };
+      },
+      metrics: async () => {
+        const dumps = await collectMetrics();
+        if (retired) dumps.push(mergeDumps([retired]));
+        for (const d of dumps) d.configErrors = Math.max(d.configErrors, configErrors);
+        return renderPrometheus(dumps, { health: health.snapshot(), configRevision: revision, workers: workers.size });
+      },
+    });
+    const addr = status.address() as { port: number };
+    log.info({ port: addr.port }, 'status server listening');
+  } catch (e) {
+    log.error({ err: (e as Error).message }, 'status server could not start');
+  }
+
 }

@@ -82,6 +82,32 @@ function mergeHist(into: Histogram, from: Histogram): void {
   into.count += from.count;
 }
 
+/**
+ * Fold several dumps into one: counters and histograms add up; config counters take the highest. The primary keeps the last dump of each
+ * worker that died this way, so counters summed across workers never go down when a worker is replaced.
+ */
+export function mergeDumps(dumps: MetricsDump[]): MetricsDump {
+  const routes = new Map<string, { byStatus: Map<number, number>; latency: Histogram; upstreamLatency: Histogram }>();
+  const out: MetricsDump = { routes: [], connections: 0, configReloads: 0, configErrors: 0 };
+  for (const d of dumps) {
+    out.connections += d.connections;
+    out.configReloads = Math.max(out.configReloads, d.configReloads);
+    out.configErrors = Math.max(out.configErrors, d.configErrors);
+    for (const r of d.routes) {
+      let m = routes.get(r.route);
+      if (!m) {
+        m = { byStatus: new Map(), latency: newHistogram(), upstreamLatency: newHistogram() };
+        routes.set(r.route, m);
+      }
+      for (const [s, c] of r.byStatus) m.byStatus.set(s, (m.byStatus.get(s) ?? 0) + c);
+      mergeHist(m.latency, r.latency);
+      mergeHist(m.upstreamLatency, r.upstreamLatency);
+    }
+  }
+  for (const [route, m] of routes) out.routes.push({ route, byStatus: [...m.byStatus], latency: m.latency, upstreamLatency: m.upstreamLatency });
+  return out;
+}
+
 function esc(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }
@@ -94,25 +120,9 @@ export interface HealthSample {
 
 /** Merge worker dumps and render the Prometheus text exposition format. */
 export function renderPrometheus(dumps: MetricsDump[], extra: { health?: HealthSample[]; configRevision?: number; workers?: number } = {}): string {
-  const routes = new Map<string, { byStatus: Map<number, number>; latency: Histogram; upstreamLatency: Histogram }>();
-  let connections = 0;
-  let reloads = 0;
-  let configErrors = 0;
-  for (const d of dumps) {
-    connections += d.connections;
-    reloads = Math.max(reloads, d.configReloads);
-    configErrors = Math.max(configErrors, d.configErrors);
-    for (const r of d.routes) {
-      let m = routes.get(r.route);
-      if (!m) {
-        m = { byStatus: new Map(), latency: newHistogram(), upstreamLatency: newHistogram() };
-        routes.set(r.route, m);
-      }
-      for (const [s, c] of r.byStatus) m.byStatus.set(s, (m.byStatus.get(s) ?? 0) + c);
-      mergeHist(m.latency, r.latency);
-      mergeHist(m.upstreamLatency, r.upstreamLatency);
-    }
-  }
+  const merged = mergeDumps(dumps);
+  const routes = new Map(merged.routes.map((r) => [r.route, { byStatus: new Map(r.byStatus), latency: r.latency, upstreamLatency: r.upstreamLatency }]));
+  const { connections, configReloads: reloads, configErrors } = merged;
   const out: string[] = [];
   out.push('# HELP gatehouse_http_requests_total Requests answered, by route and status.');
   out.push('# TYPE gatehouse_http_requests_total counter');

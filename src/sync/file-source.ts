@@ -64,6 +64,13 @@ export class FileConfigSource extends EventEmitter<FileSourceEvents> {
           continue;
         }
         if (!force && text === this.lastText) continue;
+        // An empty file is what a writer leaves between truncating and writing (`cmd > routes.yaml`, in-place
+        // saves); it would otherwise be a valid config with no routes and take every route down until the
+        // write lands. The write that follows reloads again.
+        if (text.trim() === '') {
+          this.emit('invalid', [{ path: '(file)', message: 'is empty (a write in progress?); not applied. To remove every route write "routes: []"' }]);
+          continue;
+        }
         const result = validateDeclarativeText(text, this.registry);
         if (!result.ok) {
           this.emit('invalid', result.problems);
