@@ -454,3 +454,40 @@ describe('config swaps', () => {
     assert.equal((await send(gw.http, '/')).body, 'still here');
   });
 });
+
+describe('nodes are data', () => {
+  it('an upstream takes a new node list while serving, without failing a request', async () => {
+    const a = await upstream((_q, res) => res.end('a'));
+    const b = await upstream((_q, res) => res.end('b'));
+    const gw = await gateway({ upstreams: [{ id: 'u', nodes: [node(a.port)] }], routes: [route('r', ['/*'], 'u')] });
+    const runtime = gw.gateway.current!.upstreams.get('upstream:u')!;
+    const { Agent, request: undiciRequest } = await import('undici');
+    const agent = new Agent({ connections: 8 });
+    cleanups.push(() => agent.close());
+    const bodies = new Map<string, number>();
+    let failures = 0;
+    let swaps = 0;
+    const deadline = Date.now() + 1500;
+    const swapper = setInterval(() => {
+      runtime.setNodes(swaps++ % 2 === 0 ? [node(b.port)] : [node(a.port), node(b.port)]);
+    }, 50);
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (Date.now() < deadline) {
+          try {
+            const r = await undiciRequest(`http://127.0.0.1:${gw.http}/`, { dispatcher: agent });
+            const text = await r.body.text();
+            if (r.statusCode !== 200) failures++;
+            bodies.set(text, (bodies.get(text) ?? 0) + 1);
+          } catch {
+            failures++;
+          }
+        }
+      }),
+    );
+    clearInterval(swapper);
+    assert.equal(failures, 0);
+    assert.ok(swaps > 10);
+    assert.ok((bodies.get('b') ?? 0) > 0, 'the new node got traffic');
+  });
+});
