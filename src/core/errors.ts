@@ -20,6 +20,7 @@ export const ERRORS = {
   GH_ERR_BODY_TOO_LARGE: { status: 413, message: 'request body is larger than this route allows' },
   GH_ERR_REQUEST_TIMEOUT: { status: 408, message: 'the client did not send the request in time' },
   GH_ERR_METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed' },
+  GH_ERR_TRANSFER_CODING_UNSUPPORTED: { status: 501, message: 'transfer coding not supported' },
   GH_ERR_UPSTREAM_UNAVAILABLE: { status: 502, message: 'upstream failed to answer' },
   GH_ERR_UPSTREAM_NO_HEALTHY_NODE: { status: 503, message: 'no healthy upstream node' },
   GH_ERR_UPSTREAM_TIMEOUT: { status: 504, message: 'upstream timed out' },

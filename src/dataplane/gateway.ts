@@ -3,16 +3,17 @@
  * The data plane of one process: the HTTP and HTTPS/HTTP2 listeners, the request path from arrival to the
  * proxy exchange, WebSocket upgrades, atomic config swaps and graceful draining.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
+import type { Dispatcher } from 'undici';
 import type { DeclarativeConfig } from '../model/declarative.js';
 import type { Settings } from '../config/settings.js';
 import { errorBody, ERRORS, type ErrorCode } from '../core/errors.js';
 import { Metrics } from '../status/metrics.js';
-import { forwardInfo, TrustedProxies, upstreamRequestHeaders } from './headers.js';
+import { downstreamResponseHeaders, forwardInfo, TrustedProxies, upstreamRequestHeaders } from './headers.js';
 import { Exchange, sendError, type ClientRequest, type ClientResponse, type HealthReporter, type RequestContext } from './proxy.js';
 import { normalizePath, splitTarget } from './router/normalize.js';
 import { compileSnapshot, type RouteRuntime, type Snapshot } from './snapshot.js';
@@ -68,10 +69,75 @@ function hostOnly(h: string | undefined): string {
   return name;
 }
 
+/** How long a connection closed for a client error stays open for the client to read the answer. */
+const CLIENT_ERROR_LINGER_MS = 1000;
+
+/**
+ * How often node's HTTP/1 servers look for connections past headersTimeout or requestTimeout. Node checks every
+ * 30 s by default, which would make a 500 ms headers timeout fire up to 30 s late.
+ */
+function timeoutCheckInterval(headersTimeout: number, requestTimeout: number): number {
+  const shortest = requestTimeout > 0 ? Math.min(headersTimeout, requestTimeout) : headersTimeout;
+  return Math.max(50, Math.min(30_000, Math.floor(shortest / 4)));
+}
+
+/**
+ * End a client connection (after `data`, when given) and destroy it once the client closes or after a short
+ * linger. Closing at once could reset the connection under unread bytes and lose the answer; the destroy also
+ * ends any exchange still streaming this connection's request upstream.
+ */
+function lingerClose(socket: Duplex, data: string | null): void {
+  if (data === null) socket.end();
+  else socket.end(data);
+  const linger = setTimeout(() => socket.destroy(), CLIENT_ERROR_LINGER_MS);
+  linger.unref();
+  socket.once('close', () => clearTimeout(linger));
+}
+
 function rawError(code: ErrorCode): string {
   const body = errorBody(code);
   const { status } = ERRORS[code];
-  return `HTTP/1.1 ${status} ${status === 400 ? 'Bad Request' : status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : status === 414 ? 'URI Too Long' : 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body.toString()}`;
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body.toString()}`;
+}
+
+/** Rejections after which the connection is closed. */
+const CLOSE_AFTER = new Set<ErrorCode>(['GH_ERR_BODY_TOO_LARGE', 'GH_ERR_TRANSFER_CODING_UNSUPPORTED', 'GH_ERR_BAD_REQUEST']);
+
+/** RFC 9110 4.2.3 / RFC 3986 3.2.2: a host (reg-name, IPv4, or [IPv6]) and an optional port, nothing else. */
+const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d{0,5})?$/;
+
+/**
+ * HOT PATH: checks on the request head that node's parser leaves to the application. Returns the error to
+ * answer with, or null. RFC 9112 3.2: exactly one valid Host on HTTP/1.1; 6.1: a transfer coding we cannot
+ * relay must not be silently stripped; HTTP/2 has no header size limit of its own in node.
+ */
+function checkHead(req: ClientRequest, h2: boolean, maxHeaderSize: number): ErrorCode | null {
+  const raw = req.rawHeaders;
+  if (h2) {
+    let size = 0;
+    for (let i = 0; i < raw.length; i++) size += raw[i]!.length;
+    // RFC 9113 6.5.2 counts 32 bytes of overhead per field.
+    if (size + (raw.length / 2) * 32 > maxHeaderSize) return 'GH_ERR_HEADERS_TOO_LARGE';
+    const authority = req.headers[':authority'];
+    if (authority !== undefined && !VALID_HOST.test(authority as string)) return 'GH_ERR_BAD_REQUEST';
+    return null;
+  }
+  let hosts = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host') {
+      hosts++;
+      if (hosts > 1 || !VALID_HOST.test(raw[i + 1]!)) return 'GH_ERR_BAD_REQUEST';
+    }
+  }
+  if (hosts === 0 && req.httpVersionMinor >= 1) return 'GH_ERR_BAD_REQUEST';
+  const te = req.headers['transfer-encoding'];
+  if (te !== undefined && te.toLowerCase() !== 'chunked') {
+    // "gzip, chunked" is framed correctly but carries a coding we would strip; anything not ending in chunked is
+    // an obfuscated or broken framing.
+    return /,\s*chunked$/i.test(te) ? 'GH_ERR_TRANSFER_CODING_UNSUPPORTED' : 'GH_ERR_BAD_REQUEST';
+  }
+  return null;
 }
 
 export class Gateway {
@@ -89,6 +155,7 @@ export class Gateway {
   private inFlight = 0;
   private draining = false;
   private readonly sockets = new Set<Duplex>();
+  private readonly answeredClients = new WeakSet<Duplex>();
 
   constructor(opts: GatewayOptions) {
     this.settings = opts.settings;
@@ -129,12 +196,15 @@ export class Gateway {
         requestTimeout: p.requestTimeout,
         keepAliveTimeout: p.keepAliveTimeout,
         noDelay: true,
-        requireHostHeader: true,
+        // Host is checked in onRequest, so a missing one gets the same JSON error as a bad one.
+        requireHostHeader: false,
+        connectionsCheckingInterval: timeoutCheckInterval(p.headersTimeout, p.requestTimeout),
       },
       this.onRequest,
     );
     http.on('clientError', this.onClientError);
     http.on('upgrade', this.onUpgrade);
+    http.on('connect', this.onConnect);
     http.on('connection', this.onConnection);
     this.httpServer = http;
     await listenOn(http, p.http, p.host);
@@ -151,8 +221,21 @@ export class Gateway {
         },
         maxHeaderSize: p.maxHeaderSize,
       } as Parameters<typeof createSecureServer>[0]);
+      // HTTP/1.1 over TLS (the ALPN fallback) runs on node's HTTP/1 machinery, which reads its limits from
+      // the server object, not from createSecureServer's options: without these it would take 60 s header and
+      // 300 s request timeouts, node's default header size, no keep-alive timeout and no Host check.
+      Object.assign(https, {
+        maxHeaderSize: p.maxHeaderSize,
+        headersTimeout: p.headersTimeout,
+        requestTimeout: p.requestTimeout,
+        keepAliveTimeout: p.keepAliveTimeout,
+        requireHostHeader: false,
+        connectionsCheckingInterval: timeoutCheckInterval(p.headersTimeout, p.requestTimeout),
+      });
+      https.on('connect', this.onConnect);
       https.on('request', this.onRequest);
       https.on('upgrade', this.onUpgrade);
+      https.on('clientError', this.onClientError);
       https.on('secureConnection', this.onConnection);
       https.on('tlsClientError', () => {});
       this.httpsServer = https;
@@ -168,16 +251,55 @@ export class Gateway {
     socket.once('close', () => this.sockets.delete(socket));
   };
 
-  /** Malformed requests that node's parser refuses: answer with a JSON error, send nothing upstream. */
+  /**
+   * Malformed requests that node's parser refuses, and clients too slow to send their request: answer with a
+   * JSON error and close, sending nothing upstream. Responses already owed on this connection (pipelined
+   * requests parsed before the broken one) go out first, so no client reads our error as the answer to a request
+   * the upstream did handle; a request whose own body broke has its exchange aborted when the socket closes.
+   */
   private readonly onClientError = (err: NodeJS.ErrnoException, socket: Duplex): void => {
     if (err.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();
       return;
     }
+    // Node may report one broken connection more than once (a parse error, then again when the client ends).
+    if (this.answeredClients.has(socket)) return;
+    this.answeredClients.add(socket);
     const code: ErrorCode =
       err.code === 'HPE_HEADER_OVERFLOW' ? 'GH_ERR_HEADERS_TOO_LARGE' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'GH_ERR_REQUEST_TIMEOUT' : 'GH_ERR_BAD_REQUEST';
-    socket.end(rawError(code));
     this.metrics.route(Metrics.NO_ROUTE).record(ERRORS[code].status, 0, -1);
+    const answer = (): void => {
+      if (socket.destroyed) return;
+      // The response node is writing on this socket now (it holds the socket until that response has finished).
+      const current = (socket as { _httpMessage?: ServerResponse | null })._httpMessage ?? null;
+      if (current !== null) {
+        if (current.req.complete) {
+          // Owed to an earlier, well-formed request: let it (and any queued after it) finish, then answer.
+          current.once('close', () => setImmediate(answer));
+          return;
+        }
+        if (current.headersSent) {
+          // The broken request was already answered (say a 404 or 413 sent before its body came), or its answer
+          // has begun: a second response, or one cut into the first, would be read as something else. Close.
+          if (current.writableEnded) lingerClose(socket, null);
+          else socket.destroy();
+          return;
+        }
+      }
+      if (!socket.writable) {
+        socket.destroy();
+        return;
+      }
+      lingerClose(socket, rawError(code));
+    };
+    answer();
+  };
+
+  /** A gateway never tunnels: CONNECT is answered with 405 and the connection closed. */
+  private readonly onConnect = (_req: IncomingMessage, socket: Duplex): void => {
+    socket.on('error', () => socket.destroy());
+    lingerClose(socket, rawError('GH_ERR_METHOD_NOT_ALLOWED'));
+    this.metrics.route(Metrics.NO_ROUTE).record(405, 0, -1);
   };
 
   /** HOT PATH: one request from arrival to hand-off to the proxy exchange. */
@@ -193,11 +315,14 @@ export class Gateway {
     const target = splitTarget(url);
     const path = target.path === '' ? null : normalizePath(target.path, this.settings.proxy.slashes);
     if (path === null) return this.reject(req, res, 'GH_ERR_PATH_INVALID', start, null);
+    const headError = checkHead(req, h2, this.settings.proxy.maxHeaderSize);
+    if (headError !== null) return this.reject(req, res, headError, start, null);
     const headers = req.headers;
     const method = req.method ?? 'GET';
+    const authority = absoluteAuthority(url);
     const match = snap.router.match({
       method,
-      host: hostOnly(absoluteAuthority(url) ?? (h2 ? (headers[':authority'] as string | undefined) ?? headers.host : headers.host)),
+      host: hostOnly(authority ?? (h2 ? (headers[':authority'] as string | undefined) ?? headers.host : headers.host)),
       path,
       query: target.query,
       headers,
@@ -219,6 +344,8 @@ export class Gateway {
     const socket = req.socket;
     const peer = socket.remoteAddress ?? '';
     const fwd = forwardInfo(headers, peer, socket.localPort ?? 0, h2 || (socket as { encrypted?: boolean }).encrypted === true, this.trusted, this.settings.proxy.realIpHeader);
+    // The host that was routed on is the one the upstream is told about (never a different Host header).
+    if (authority !== undefined) fwd.host = authority;
     const up = route.upstream;
     const ctx: RequestContext = {
       req,
@@ -245,7 +372,11 @@ export class Gateway {
 
   private reject(req: ClientRequest, res: ClientResponse, code: ErrorCode, start: number, route: RouteRuntime | null): void {
     res.once('close', this.onRejectedClose);
-    sendError(res, code, code === 'GH_ERR_BODY_TOO_LARGE');
+    // A request whose body is not read (or whose framing is in doubt) must not leave bytes on a connection
+    // that would be parsed as the next request.
+    const h = req.headers;
+    const unreadBody = h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0');
+    sendError(res, code, CLOSE_AFTER.has(code) || unreadBody);
     const status = ERRORS[code].status;
     (route?.stats ?? this.metrics.route(Metrics.NO_ROUTE)).record(status, performance.now() - start, -1);
     if (this.accessLog) {
@@ -281,50 +412,85 @@ export class Gateway {
     }
   };
 
-  /** WebSocket (and other HTTP/1.1 Upgrade) requests: match, then splice the two sockets together. */
+  /**
+   * WebSocket (and other HTTP/1.1 Upgrade) requests: match, ask the node to upgrade, then splice the two sockets
+   * together. A node that refuses the upgrade (401, 403, 404...) has its answer relayed as it is, not turned
+   * into a 502.
+   */
   private readonly onUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer): void => {
+    // Node takes its own listeners off a socket it hands over for an upgrade: without this one, a client that
+    // resets the connection while the node is being asked would throw an uncaught 'error' and end the process.
+    socket.on('error', () => socket.destroy());
+    let route: RouteRuntime | null = null;
+    const start = performance.now();
     const fail = (code: ErrorCode) => {
-      if (socket.writable) socket.end(rawError(code));
+      route?.stats.record(ERRORS[code].status, performance.now() - start, -1);
+      if (socket.writable) lingerClose(socket, rawError(code));
       else socket.destroy();
     };
     const snap = this.snapshot;
     if (snap === null || this.draining) return fail('GH_ERR_SHUTTING_DOWN');
-    const target = splitTarget(req.url ?? '');
+    const url = req.url ?? '';
+    if (url.length > this.settings.proxy.maxUrlLength) return fail('GH_ERR_URI_TOO_LONG');
+    const target = splitTarget(url);
     const path = target.path === '' ? null : normalizePath(target.path, this.settings.proxy.slashes);
     if (path === null) return fail('GH_ERR_PATH_INVALID');
-    const match = snap.router.match({ method: req.method ?? 'GET', host: hostOnly(req.headers.host), path, query: target.query, headers: req.headers });
+    const match = snap.router.match({
+      method: req.method ?? 'GET',
+      host: hostOnly(absoluteAuthority(url) ?? req.headers.host),
+      path,
+      query: target.query,
+      headers: req.headers,
+    });
     if (match === null) return fail('GH_ERR_ROUTE_NOT_FOUND');
-    const route = match.value;
-    if (!route.websocket || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return fail('GH_ERR_WEBSOCKET_DISABLED');
-    const up = route.upstream;
+    const matched = match.value;
+    route = matched;
+    if (!matched.websocket || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return fail('GH_ERR_WEBSOCKET_DISABLED');
+    const up = matched.upstream;
     const peer = socket.remoteAddress ?? '';
     const fwd = forwardInfo(req.headers, peer, socket.localPort ?? 0, (socket as { encrypted?: boolean }).encrypted === true, this.trusted, this.settings.proxy.realIpHeader);
     const node = up.pick({ clientIp: fwd.clientIp, path, query: target.query, headers: req.headers }, null);
     if (node === null) return fail('GH_ERR_UPSTREAM_NO_HEALTHY_NODE');
-    const hostHeader = up.passHost === 'pass' ? fwd.host : up.passHost === 'rewrite' ? up.upstreamHost! : up.nodeHost(node);
+    const hostHeader = up.passHost === 'pass' ? fwd.host || up.nodeHost(node) : up.passHost === 'rewrite' ? up.upstreamHost! : up.nodeHost(node);
     const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, hostHeader, fwd, fwd.clientIp !== peer || this.trusted.has(peer));
-    const start = performance.now();
     socket.setTimeout(0);
     up.balancer.onStart(node);
-    up.pool(node)
-      .upgrade({
-        path: target.query ? `${path}?${target.query}` : path,
-        method: 'GET',
-        headers,
-        protocol: 'websocket',
-        headersTimeout: route.timeouts.read,
-      } as Parameters<ReturnType<typeof up.pool>['upgrade']>[0])
-      .then(({ headers: upHeaders, socket: upSocket }) => {
-        up.balancer.onFinish(node, performance.now() - start);
+
+    let abortUpstream: ((err?: Error) => void) | null = null;
+    let settled = false;
+    let relayed = false;
+    let resumeUpstream: (() => void) | null = null;
+    const settle = (latency: number): void => {
+      settled = true;
+      socket.off('close', onClientGone);
+      up.balancer.onFinish(node, latency);
+    };
+    const onClientGone = (): void => {
+      if (settled) return;
+      settle(-1);
+      abortUpstream?.(new Error('client closed the connection'));
+    };
+    socket.once('close', onClientGone);
+    const handler: Dispatcher.DispatchHandler = {
+      onConnect: (abort) => {
+        if (settled) abort(new Error('client closed the connection'));
+        else abortUpstream = abort;
+      },
+      onUpgrade: (_status, rawHeaders, upSocket) => {
+        if (settled) {
+          upSocket.destroy();
+          return;
+        }
+        const latency = performance.now() - start;
+        settle(latency);
+        if (up.failureStatuses.size > 0) this.health.report(up.key, node, true);
         if (!socket.writable) {
           upSocket.destroy();
           return;
         }
         let head101 = 'HTTP/1.1 101 Switching Protocols\r\n';
-        for (const [k, v] of Object.entries(upHeaders)) {
-          if (v === undefined) continue;
-          for (const one of Array.isArray(v) ? v : [v]) head101 += `${k}: ${one}\r\n`;
-        }
+        const raw = rawHeaders ?? [];
+        for (let i = 0; i < raw.length; i += 2) head101 += `${raw[i]!.toString()}: ${raw[i + 1]!.toString()}\r\n`;
         socket.write(`${head101}\r\n`);
         if (head.length) upSocket.write(head);
         upSocket.pipe(socket);
@@ -337,13 +503,55 @@ export class Gateway {
         socket.on('error', close);
         upSocket.on('close', close);
         socket.on('close', close);
-        route.stats.record(101, performance.now() - start, performance.now() - start);
-      })
-      .catch((err: NodeJS.ErrnoException) => {
-        up.balancer.onFinish(node, -1);
-        this.log.debug({ err: err.message, route: route.id }, 'websocket upgrade to upstream failed');
-        fail(err.code === 'UND_ERR_HEADERS_TIMEOUT' || err.code === 'UND_ERR_CONNECT_TIMEOUT' ? 'GH_ERR_UPSTREAM_TIMEOUT' : 'GH_ERR_UPSTREAM_UNAVAILABLE');
-      });
+        matched.stats.record(101, latency, latency);
+      },
+      onHeaders: (status, rawHeaders, resume, statusText) => {
+        // The node answered without upgrading: relay that answer, then close (the client asked for another
+        // protocol on this connection, so it cannot be reused for HTTP).
+        if (settled) return false;
+        relayed = true;
+        resumeUpstream = resume;
+        if (up.failureStatuses.has(status)) this.health.report(up.key, node, false);
+        else if (up.failureStatuses.size > 0) this.health.report(up.key, node, true);
+        const list = downstreamResponseHeaders(rawHeaders);
+        let out = `HTTP/1.1 ${status} ${statusText || 'Unknown'}\r\n`;
+        for (let i = 0; i < list.length; i += 2) out += `${list[i]}: ${list[i + 1]}\r\n`;
+        socket.write(`${out}connection: close\r\n\r\n`);
+        matched.stats.record(status, performance.now() - start, performance.now() - start);
+        return true;
+      },
+      onData: (chunk) => {
+        if (socket.write(chunk)) return true;
+        socket.once('drain', () => resumeUpstream?.());
+        return false;
+      },
+      onComplete: () => {
+        if (settled) return;
+        settle(performance.now() - start);
+        lingerClose(socket, null);
+      },
+      onError: (err) => {
+        if (settled) return;
+        settle(-1);
+        const code = (err as NodeJS.ErrnoException).code;
+        this.health.report(up.key, node, false);
+        this.log.debug({ err: err.message, route: matched.id }, 'websocket upgrade to upstream failed');
+        // Part of a refusal was already relayed: cut the connection so the client sees it fail.
+        if (relayed) socket.destroy();
+        else fail(code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' ? 'GH_ERR_UPSTREAM_TIMEOUT' : 'GH_ERR_UPSTREAM_UNAVAILABLE');
+      },
+    };
+    up.pool(node).dispatch(
+      {
+        path: target.query ? `${path}?${target.query}` : path,
+        method: 'GET',
+        headers,
+        upgrade: 'websocket',
+        headersTimeout: matched.timeouts.read,
+        bodyTimeout: matched.timeouts.read,
+      },
+      handler,
+    );
   };
 
   /**

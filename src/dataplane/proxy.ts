@@ -57,6 +57,8 @@ const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', '
 
 const JSON_HEADERS = 'application/json';
 
+function noop(): void {}
+
 /** Write a gateway-made JSON error, or cut the connection if the response has already started. */
 export function sendError(res: ClientResponse, code: ErrorCode, close = false): void {
   if (res.headersSent) {
@@ -129,6 +131,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
       const limit = ctx.target.maxBodySize;
       if (limit > 0 && req.headers['content-length'] === undefined) {
         this.limiter = new BodyLimit(limit);
+        // undici reports the error through onError while it holds the body; before that (or after a failed
+        // attempt) nobody else listens, and an unhandled stream error would take the whole worker down.
+        this.limiter.on('error', noop);
         (req as Readable).pipe(this.limiter);
         this.body = this.limiter;
       } else {
@@ -140,8 +145,25 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** Start the first attempt. */
   run(): void {
     this.ctx.res.once('close', this.onResponseClose);
-    this.attempt(null);
+    if (this.body === null) {
+      this.attempt(null);
+      return;
+    }
+    // Node calls the request handler as soon as the head is parsed and only then parses the body bytes that
+    // came with it; waiting for the microtask queue lets a framing error in those bytes (bad chunk size,
+    // unknown coding) close the client first, so no upstream connection is opened for it.
+    queueMicrotask(this.firstAttempt);
   }
+
+  private readonly firstAttempt = (): void => {
+    const req = this.ctx.req as IncomingMessage;
+    if (req.destroyed || this.ctx.res.destroyed || (!this.ctx.h2 && !req.socket.writable)) {
+      this.finished = true;
+      this.limiter?.destroy();
+      return;
+    }
+    this.attempt(null);
+  };
 
   private readonly onResponseClose = (): void => {
     if (!this.finished) {
