@@ -32,9 +32,20 @@ const REQUEST_DROP = new Set([
   'x-real-ip',
 ]);
 
+/** Name lengths that can be in a set: a name of another length is not lower-cased just to miss the lookup. */
+function lengthsOf(names: Set<string>): Uint8Array {
+  const lengths = new Uint8Array(64);
+  for (const n of names) lengths[n.length] = 1;
+  return lengths;
+}
+const HOP_LENGTHS = lengthsOf(HOP_BY_HOP);
+const REQUEST_DROP_LENGTHS = lengthsOf(REQUEST_DROP);
+
 /** Lower-case names listed in Connection header values (extra hop-by-hop fields), or null. */
 function connectionTokens(value: string | undefined): Set<string> | null {
   if (!value) return null;
+  // The usual values name no extra header.
+  if (value.length <= 10 && (value === 'keep-alive' || value === 'close' || value === 'Keep-Alive' || value === 'Close')) return null;
   let set: Set<string> | null = null;
   for (const raw of value.split(',')) {
     const t = raw.trim().toLowerCase();
@@ -126,6 +137,10 @@ export function upstreamRequestHeaders(
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     if (name.charCodeAt(0) === 58 /* ':' */) continue;
+    if (extra === null && (name.length >= 64 || REQUEST_DROP_LENGTHS[name.length] === 0)) {
+      out.push(name, raw[i + 1]!);
+      continue;
+    }
     const lower = name.toLowerCase();
     if (REQUEST_DROP.has(lower)) {
       if (lower === 'x-forwarded-for' && trustedPeer) xff = xff === undefined ? raw[i + 1] : `${xff}, ${raw[i + 1]}`;
@@ -153,6 +168,10 @@ export function downstreamResponseHeaders(raw: Buffer[]): string[] {
   let extra: Set<string> | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toString('latin1');
+    if (name.length >= 64 || HOP_LENGTHS[name.length] === 0) {
+      out.push(name, raw[i + 1]!.toString('latin1'));
+      continue;
+    }
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower)) {
       if (lower === 'connection') extra = connectionTokens(raw[i + 1]!.toString('latin1'));
