@@ -11,6 +11,7 @@ import { loadDeclarativeFile } from '../config/declarative-file.js';
 import { runPrimary } from '../process/primary.js';
 import { runWorker } from '../process/worker.js';
 import { startDemoUpstream } from './demo-upstream.js';
+import { loadPlugins } from '../plugins/load.js';
 
 const USAGE = `Usage: gatehouse <command> [options]
 
@@ -71,7 +72,14 @@ export async function main(argv: string[]): Promise<number | void> {
       process.stderr.write('validate needs a FILE\n');
       return 2;
     }
-    const result = await loadDeclarativeFile(file);
+    let registry;
+    try {
+      registry = await loadPlugins(loadSettings({ file: values.config }).settings);
+    } catch (e) {
+      process.stderr.write(`${(e as Error).message}\n`);
+      return 1;
+    }
+    const result = await loadDeclarativeFile(file, registry);
     if (result.ok) {
       process.stdout.write(`${file}: valid (${result.value.routes.length} routes, ${result.value.upstreams.length} upstreams)\n`);
       return 0;

@@ -87,6 +87,12 @@ export const Settings = Type.Object(
       { level: StringEnum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], { default: 'info', description: 'Log level.' }) },
       { additionalProperties: false, default: {}, description: 'Process log.' },
     ),
+    plugins: Type.Object(
+      {
+        directory: Type.Optional(Type.String({ description: 'Directory of custom plugin modules (*.js, *.mjs), each exporting a plugin definition as default; loaded at start.' })),
+      },
+      { additionalProperties: false, default: {}, description: 'Plugins beyond the built-in ones.' },
+    ),
     shutdownTimeout: Type.Integer({ minimum: 0, default: 30000, description: 'Milliseconds SIGTERM waits for in-flight requests before exiting.' }),
     discovery: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Named discovery sources (see docs/discovery).' })),
   },

@@ -14,7 +14,11 @@ import type { Settings } from '../config/settings.js';
 import { errorBody, ERRORS, type ErrorCode } from '../core/errors.js';
 import { Metrics } from '../status/metrics.js';
 import { downstreamResponseHeaders, forwardInfo, TrustedProxies, upstreamRequestHeaders } from './headers.js';
-import { Exchange, sendError, type ClientRequest, type ClientResponse, type HealthReporter, type RequestContext } from './proxy.js';
+import { Exchange, respond, respondError, sendError, type ClientRequest, type ClientResponse, type HealthReporter } from './proxy.js';
+import { Context } from './context.js';
+import { PluginFailure, runLog, runRequestPhases, type Chain } from './plugins/chain.js';
+import type { PluginResponse } from './plugins/types.js';
+import type { PluginRegistry } from './plugins/registry.js';
 import { normalizePath, splitTarget } from './router/normalize.js';
 import { compileSnapshot, type RouteRuntime, type Snapshot } from './snapshot.js';
 import { NodeRegistry } from './upstream/upstream.js';
@@ -25,6 +29,8 @@ export interface GatewayOptions {
   logger: Logger;
   /** Passive health outcomes go here (in-process checker, or IPC to the primary). */
   health: HealthReporter;
+  /** The plugins routes may use. */
+  plugins: PluginRegistry;
   metrics?: Metrics;
 }
 
@@ -149,6 +155,7 @@ export class Gateway {
   private readonly log: Logger;
   private readonly accessLog: Logger | null;
   private readonly health: HealthReporter;
+  private readonly plugins: PluginRegistry;
   private readonly trusted: TrustedProxies;
   private httpServer: Server | null = null;
   private httpsServer: Http2SecureServer | null = null;
@@ -161,6 +168,7 @@ export class Gateway {
     this.settings = opts.settings;
     this.log = opts.logger;
     this.health = opts.health;
+    this.plugins = opts.plugins;
     this.metrics = opts.metrics ?? new Metrics();
     this.trusted = new TrustedProxies(opts.settings.proxy.trustedProxies);
     this.accessLog = opts.settings.accessLog.enabled ? opts.logger.child({ type: 'access' }) : null;
@@ -180,7 +188,12 @@ export class Gateway {
 
   /** Compile and swap in a new config. Throws (and keeps the old config) if it cannot be compiled. */
   applyConfig(cfg: DeclarativeConfig, revision: number): void {
-    const next = compileSnapshot(cfg, revision, { settings: this.settings, nodes: this.nodes, pools: this.pools, metrics: this.metrics }, this.snapshot);
+    const next = compileSnapshot(
+      cfg,
+      revision,
+      { settings: this.settings, nodes: this.nodes, pools: this.pools, metrics: this.metrics, plugins: this.plugins, logger: this.log },
+      this.snapshot,
+    );
     this.snapshot = next;
     this.pools.sweep();
     this.metrics.configReloads++;
@@ -346,28 +359,116 @@ export class Gateway {
     const fwd = forwardInfo(headers, peer, socket.localPort ?? 0, h2 || (socket as { encrypted?: boolean }).encrypted === true, this.trusted, this.settings.proxy.realIpHeader);
     // The host that was routed on is the one the upstream is told about (never a different Host header).
     if (authority !== undefined) fwd.host = authority;
+    const ctx = new Context(req, res, method, h2, fwd, fwd.clientIp !== peer || this.trusted.has(peer), route, start, route.id, match.params, path, target.query, headers);
+    if (route.chain === null) {
+      this.forward(ctx, route, hasBody);
+      return;
+    }
+    this.runPlugins(ctx, route, route.chain, hasBody);
+  };
+
+  /** Hand the request to the proxy exchange. */
+  private forward(ctx: Context, route: RouteRuntime, hasBody: boolean): void {
     const up = route.upstream;
-    const ctx: RequestContext = {
-      req,
-      res,
-      method,
-      h2,
-      fwd,
-      trustedPeer: fwd.clientIp !== peer || this.trusted.has(peer),
-      target: route,
-      start,
-      status: 0,
-      node: null,
-      upstreamLatency: -1,
-      errorCode: null,
-      clientIp: fwd.clientIp,
-      path,
-      query: target.query,
-      headers,
-    };
-    const hostHeader = up.passHost === 'pass' ? fwd.host || up.nodeHost(up.nodes[0]!) : up.passHost === 'rewrite' ? up.upstreamHost! : '';
-    const exchange = new Exchange(ctx, this.health, path, hostHeader, hasBody, up.passHost === 'node', this.finish);
+    const hostHeader = up.passHost === 'pass' ? ctx.fwd.host || up.nodeHost(up.nodes[0]!) : up.passHost === 'rewrite' ? up.upstreamHost! : '';
+    const exchange = new Exchange(ctx, this.health, ctx.path, hostHeader, hasBody || ctx.bufferedBody !== null, up.passHost === 'node', this.finish);
     exchange.run();
+  }
+
+  /**
+   * The plugin path: request phases, then the proxy, or the answer a phase gave. A plugin that throws ends the
+   * request with 500 and it is never proxied, so an auth plugin that did not finish cannot be bypassed.
+   */
+  private runPlugins(ctx: Context, route: RouteRuntime, chain: Chain, hasBody: boolean): void {
+    ctx.chain = chain;
+    ctx.onPluginError = this.onPluginError;
+    const snap = this.snapshot!;
+    let settled = false;
+    const onClose = () => {
+      if (!settled) this.finish(ctx);
+    };
+    ctx.res.once('close', onClose);
+    const readBody = hasBody && chain.needsBody ? () => this.readBody(ctx, route) : null;
+    runRequestPhases(ctx, chain, (c) => snap.consumerPaths.get(c.username) ?? 'consumers', readBody).then(
+      (verdict) => {
+        if (ctx.res.destroyed || ctx.res.headersSent) return;
+        if ('respond' in verdict) return this.sendPluginResponse(ctx, verdict.respond);
+        if ('refuse' in verdict) {
+          const code = verdict.refuse === 'invalid' ? 'GH_ERR_AUTH_INVALID' : verdict.refuse === 'missing' ? 'GH_ERR_AUTH_REQUIRED' : 'GH_ERR_BODY_TOO_LARGE';
+          const extra: string[] = [];
+          if (code === 'GH_ERR_AUTH_REQUIRED') for (const c of verdict.challenges) extra.push('www-authenticate', c);
+          return respondError(ctx, code, code === 'GH_ERR_BODY_TOO_LARGE', extra);
+        }
+        ctx.chain = verdict.proceed;
+        settled = true;
+        ctx.res.off('close', onClose);
+        this.forward(ctx, route, hasBody);
+      },
+      (err: unknown) => {
+        if (err instanceof PluginFailure) this.onPluginError(err);
+        else this.log.error({ err: (err as Error)?.name, route: route.id }, 'plugin chain failed');
+        if (!ctx.res.destroyed) respondError(ctx, 'GH_ERR_PLUGIN_FAILED');
+      },
+    );
+  }
+
+  private sendPluginResponse(ctx: Context, r: PluginResponse): void {
+    const headers: string[] = [];
+    let body: Buffer;
+    if (r.body === undefined) body = Buffer.alloc(0);
+    else if (Buffer.isBuffer(r.body)) body = r.body;
+    else if (typeof r.body === 'string') body = Buffer.from(r.body);
+    else {
+      body = Buffer.from(JSON.stringify(r.body));
+      headers.push('content-type', 'application/json');
+    }
+    for (const [k, v] of Object.entries(r.headers ?? {})) headers.push(k, v);
+    respond(ctx, r.status, headers, body, false);
+  }
+
+  /**
+   * Read the whole request body for plugins that need it (request-validation), within the route's limit.
+   * Resolves false when the body is over the limit (the caller answers 413).
+   */
+  private readBody(ctx: Context, route: RouteRuntime): Promise<boolean> {
+    const limit = route.maxBodySize;
+    const stream = ctx.req as unknown as NodeJS.ReadableStream & { destroyed: boolean };
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const onData = (c: Buffer) => {
+        size += c.length;
+        if (limit > 0 && size > limit) {
+          cleanup();
+          resolve(false);
+          return;
+        }
+        chunks.push(c);
+      };
+      const onEnd = () => {
+        cleanup();
+        ctx.bufferedBody = Buffer.concat(chunks, size);
+        resolve(true);
+      };
+      const onError = (e: Error) => {
+        cleanup();
+        reject(e);
+      };
+      const cleanup = () => {
+        stream.off('data', onData);
+        stream.off('end', onEnd);
+        stream.off('error', onError);
+      };
+      stream.on('data', onData);
+      stream.on('end', onEnd);
+      stream.on('error', onError);
+    });
+  }
+
+  private readonly onPluginError = (f: PluginFailure): void => {
+    this.metrics.pluginError(f.plugin, f.phase);
+    // The plugin's own error message may carry request data or secrets: log only where and what kind.
+    this.log.error({ plugin: f.plugin, phase: f.phase, err: (f.original as Error)?.name ?? typeof f.original }, 'plugin failed');
   };
 
   private reject(req: ClientRequest, res: ClientResponse, code: ErrorCode, start: number, route: RouteRuntime | null): void {
@@ -389,7 +490,7 @@ export class Gateway {
     this.inFlight--;
   };
 
-  private readonly finish = (ctx: RequestContext): void => {
+  private readonly finish = (ctx: Context): void => {
     const route = ctx.target as RouteRuntime;
     this.inFlight--;
     const ms = performance.now() - ctx.start;
@@ -406,9 +507,15 @@ export class Gateway {
         client: ctx.clientIp,
         ms: round(ms),
         upstreamMs: ctx.upstreamLatency >= 0 ? round(ctx.upstreamLatency) : null,
+        ...(ctx.consumer ? { consumer: ctx.consumer.username } : {}),
         ...(ctx.errorCode ? { error: ctx.errorCode } : {}),
         ...(ctx.res.writableFinished ? {} : { aborted: true }),
       });
+    }
+    if (ctx.chain !== null && ctx.chain.log.length > 0) {
+      // The log phase never delays the response: it runs after it is done.
+      const chain = ctx.chain;
+      setImmediate(() => runLog(ctx, chain, this.onPluginError));
     }
   };
 

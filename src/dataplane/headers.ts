@@ -30,6 +30,8 @@ const REQUEST_DROP = new Set([
   'x-forwarded-host',
   'x-forwarded-port',
   'x-real-ip',
+  // Set by the gateway for an authenticated consumer: a client-sent copy must never reach the upstream.
+  'x-consumer-username',
 ]);
 
 /** Name lengths that can be in a set: a name of another length is not lower-cased just to miss the lookup. */

@@ -14,6 +14,7 @@ import { downstreamResponseHeaders, headersToObject, upstreamRequestHeaders, typ
 import type { UpstreamRuntime } from './upstream/upstream.js';
 import type { NodeState, PickContext } from './upstream/types.js';
 import type { Timeouts } from '../model/common.js';
+import type { Context } from './context.js';
 
 export type ClientRequest = IncomingMessage | Http2ServerRequest;
 export type ClientResponse = ServerResponse | Http2ServerResponse;
@@ -72,6 +73,32 @@ export function sendError(res: ClientResponse, code: ErrorCode, close = false): 
   res.end(body);
 }
 
+/**
+ * Write a response the gateway makes itself (an error, a plugin's answer) for a request that has a context:
+ * plugins' response headers and response phases apply to it as to a proxied response.
+ */
+export function respond(ctx: Context, status: number, headers: string[], body: Buffer, close: boolean): void {
+  const res = ctx.res;
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  let head = { status, headers };
+  if (ctx.chain !== null || ctx.responseExtra !== null) head = ctx.finishHead(head);
+  head.headers.push('content-length', String(body.length));
+  if (close && !ctx.h2) head.headers.push('connection', 'close');
+  ctx.status = head.status;
+  if (ctx.h2) (res as Http2ServerResponse).writeHead(head.status, headersToObject(head.headers));
+  else (res as ServerResponse).writeHead(head.status, head.headers);
+  res.end(body);
+}
+
+/** A gateway error for a request with a context. */
+export function respondError(ctx: Context, code: ErrorCode, close = false, extraHeaders: string[] = []): void {
+  ctx.errorCode = code;
+  respond(ctx, ERRORS[code].status, ['content-type', JSON_HEADERS, ...extraHeaders], errorBody(code), close);
+}
+
 /** Counts body bytes and fails once a chunked (length-less) body crosses the route's limit. */
 class BodyLimit extends Transform {
   private seen = 0;
@@ -101,6 +128,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private attempts = 0;
   private abortUpstream: ((err?: Error) => void) | null = null;
   private body: Readable | null = null;
+  private buffered: Buffer | null = null;
   private bodyStarted = false;
   private headersAt = 0;
   private sentAt = 0;
@@ -115,19 +143,27 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private readonly headers: string[];
 
   constructor(
-    private readonly ctx: RequestContext,
+    private readonly ctx: Context,
     private readonly health: HealthReporter,
     forwardPath: string,
     hostHeader: string,
     hasBody: boolean,
     private readonly hostFromNode: boolean,
     /** Called once when the client response closes (finished or not): metrics and access log. */
-    private readonly onClosed: (ctx: RequestContext) => void,
+    private readonly onClosed: (ctx: Context) => void,
   ) {
     const req = ctx.req;
     this.path = ctx.query ? `${forwardPath}?${ctx.query}` : forwardPath;
-    this.headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection as string | undefined, hostHeader, ctx.fwd, ctx.trustedPeer);
-    if (hasBody) {
+    let headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection as string | undefined, hostHeader, ctx.fwd, ctx.trustedPeer);
+    if (ctx.bufferedBody !== null) {
+      // A plugin read the body: send those bytes; undici sets their length.
+      ctx.removeUpstreamHeader('content-length');
+      this.body = null;
+      this.buffered = ctx.bufferedBody;
+    }
+    this.headers = ctx.upstreamEdits === null ? headers : ctx.editUpstreamHeaders(headers);
+    headers = this.headers;
+    if (hasBody && this.buffered === null) {
       const limit = ctx.target.maxBodySize;
       if (limit > 0 && req.headers['content-length'] === undefined) {
         this.limiter = new BodyLimit(limit);
@@ -195,7 +231,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
         path: this.path,
         method: this.ctx.method as Dispatcher.HttpMethod,
         headers: this.headers,
-        body: this.body,
+        body: this.buffered ?? this.body,
         headersTimeout: t.read,
         bodyTimeout: t.read,
       },
@@ -236,7 +272,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
 
     const res = this.ctx.res;
-    const headers = downstreamResponseHeaders(rawHeaders);
+    let headers = downstreamResponseHeaders(rawHeaders);
+    if (this.ctx.chain !== null || this.ctx.responseExtra !== null) {
+      const head = this.ctx.finishHead({ status: statusCode, headers });
+      if (head.status !== statusCode) statusText = '';
+      statusCode = head.status;
+      headers = head.headers;
+    }
     this.ctx.status = statusCode;
     try {
       if (this.ctx.h2) (res as Http2ServerResponse).writeHead(statusCode, headersToObject(headers));
@@ -292,9 +334,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
     if (this.limiter?.exceeded) {
       this.finished = true;
-      this.ctx.errorCode = 'GH_ERR_BODY_TOO_LARGE';
-      this.ctx.status = 413;
-      sendError(this.ctx.res, 'GH_ERR_BODY_TOO_LARGE', true);
+      respondError(this.ctx, 'GH_ERR_BODY_TOO_LARGE', true);
       if (!this.ctx.h2) (this.ctx.req as IncomingMessage).socket?.destroySoon?.();
       return;
     }
@@ -337,9 +377,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   private fail(code: ErrorCode): void {
     this.finished = true;
-    this.ctx.errorCode = code;
-    this.ctx.status = ERRORS[code].status;
-    sendError(this.ctx.res, code);
+    respondError(this.ctx, code);
   }
 
   /** The send timeout: the request body may not stall longer than timeouts.send while it is being sent. */
@@ -371,10 +409,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const err = Object.assign(new Error('request body send timed out'), { code: nodeStalled ? 'UND_ERR_HEADERS_TIMEOUT' : 'GH_CLIENT_STALLED' });
     if (!nodeStalled && !this.ctx.res.headersSent) {
       this.finished = true;
-      this.ctx.errorCode = 'GH_ERR_REQUEST_TIMEOUT';
-      this.ctx.status = 408;
       this.abortUpstream?.(err);
-      sendError(this.ctx.res, 'GH_ERR_REQUEST_TIMEOUT', true);
+      respondError(this.ctx, 'GH_ERR_REQUEST_TIMEOUT', true);
       return;
     }
     this.abortUpstream?.(err);

@@ -15,12 +15,17 @@ import { CertificateTable } from './tls.js';
 import { NodeRegistry, UpstreamRuntime, DEFAULT_TIMEOUTS } from './upstream/upstream.js';
 import type { PoolRegistry } from './upstream/pools.js';
 import type { ProxyTarget } from './proxy.js';
+import type { Logger } from 'pino';
+import type { PluginRegistry } from './plugins/registry.js';
+import { compileChain, type Chain, type ChainBuildEnv, type PluginConfigAt } from './plugins/chain.js';
 
 export interface RouteRuntime extends ProxyTarget {
   id: string;
   route: Route;
   websocket: boolean;
   stats: RouteStats;
+  /** The route's plugin chain, or null when no plugin applies to it. */
+  chain: Chain | null;
 }
 
 export interface Snapshot {
@@ -29,9 +34,13 @@ export interface Snapshot {
   router: Router<RouteRuntime>;
   upstreams: Map<string, UpstreamRuntime>;
   certificates: CertificateTable;
+  /** "consumers[3]" by username, for config paths in messages. */
+  consumerPaths: Map<string, string>;
 }
 
 export interface SnapshotDeps {
+  plugins: PluginRegistry;
+  logger: Logger;
   settings: Settings;
   nodes: NodeRegistry;
   pools: PoolRegistry;
@@ -65,9 +74,24 @@ export function compileSnapshot(cfg: DeclarativeConfig, revision: number, deps: 
     else if (s.upstream) serviceUpstream.set(s.id, runtimeFor(`service:${s.id}`, s.upstream));
   }
 
+  // Auth plugins look consumers up through an index built once per config.
+  const credentials = new Map<string, unknown>();
+  for (const def of deps.plugins.list()) {
+    if (!def.indexCredentials) continue;
+    const found: Array<{ consumer: (typeof cfg.consumers)[number]; credential: Record<string, unknown>; path: string }> = [];
+    cfg.consumers.forEach((c, i) => {
+      const cred = c.credentials?.[def.name];
+      if (cred) found.push({ consumer: c, credential: cred, path: `consumers[${i}].credentials.${def.name}` });
+    });
+    credentials.set(def.name, def.indexCredentials(found));
+  }
+  const chainEnv: ChainBuildEnv = { registry: deps.plugins, logger: deps.logger, credentials };
+  const globalConfigs: PluginConfigAt[] = Object.entries(cfg.globalPlugins ?? {}).map(([name, config]) => ({ name, config, path: `globalPlugins.${name}` }));
+  const serviceIndex = new Map(cfg.services.map((s, i) => [s.id, i]));
+
   const entries: RouteEntry<RouteRuntime>[] = [];
-  for (const r of cfg.routes) {
-    if (r.enabled === false) continue;
+  cfg.routes.forEach((r, routeIndex) => {
+    if (r.enabled === false) return;
     let upstream: UpstreamRuntime | undefined;
     if (r.upstreamId) upstream = upstreams.get(`upstream:${r.upstreamId}`);
     else if (r.upstream) upstream = runtimeFor(`route:${r.id}`, r.upstream);
@@ -82,9 +106,19 @@ export function compileSnapshot(cfg: DeclarativeConfig, revision: number, deps: 
       maxBodySize,
       websocket: r.websocket === true,
       stats: deps.metrics.route(r.id),
+      chain: null,
     };
+    // Precedence: a plugin configured on the route replaces the service's, which replaces the global one.
+    const merged = new Map<string, PluginConfigAt>();
+    for (const g of globalConfigs) merged.set(g.name, g);
+    const si = r.serviceId !== undefined ? serviceIndex.get(r.serviceId) : undefined;
+    if (si !== undefined) {
+      for (const [name, config] of Object.entries(cfg.services[si]!.plugins ?? {})) merged.set(name, { name, config, path: `services[${si}].plugins.${name}` });
+    }
+    for (const [name, config] of Object.entries(r.plugins ?? {})) merged.set(name, { name, config, path: `routes[${routeIndex}].plugins.${name}` });
+    value.chain = compileChain([...merged.values()], chainEnv);
     entries.push({ route: r, value });
-  }
+  });
   deps.nodes.retain(new Set(upstreams.keys()));
   const alpn = deps.settings.proxy.http2 ? ['h2', 'http/1.1'] : ['http/1.1'];
   return {
@@ -93,6 +127,7 @@ export function compileSnapshot(cfg: DeclarativeConfig, revision: number, deps: 
     router: compileRouter(entries),
     upstreams,
     certificates: new CertificateTable(cfg.certificates, alpn),
+    consumerPaths: new Map(cfg.consumers.map((c, i) => [c.username, `consumers[${i}]`])),
   };
 }
 

@@ -95,6 +95,8 @@ export function validateSchema<T>(schema: TSchema, data: unknown, prefix = ''): 
 export interface PluginValidator {
   has(name: string): boolean;
   validate(name: string, config: unknown, path: string, level: 'route' | 'service' | 'global' | 'consumer' | 'credential'): ConfigProblem[];
+  /** For auth plugins: the credential value that must be unique across consumers, if any. */
+  credentialKey?(name: string, credential: unknown): string | undefined;
 }
 
 const noPlugins: PluginValidator = {
@@ -196,8 +198,18 @@ export function checkSemantics(cfg: DeclarativeConfig, registry: PluginValidator
     checkPlugins(r.plugins, `${path}.plugins`, 'route', registry, problems);
   });
 
+  const credentialOwners = new Map<string, string>();
   cfg.consumers.forEach((c, i) => {
     checkPlugins(c.credentials, `consumers[${i}].credentials`, 'credential', registry, problems);
+    // Two consumers with one key would make authentication ambiguous.
+    for (const [name, cred] of Object.entries(c.credentials ?? {})) {
+      const key = registry.has(name) ? registry.credentialKey?.(name, cred) : undefined;
+      if (key === undefined) continue;
+      const id = `${name}\0${key}`;
+      const owner = credentialOwners.get(id);
+      if (owner !== undefined) problems.push({ path: `consumers[${i}].credentials.${name}`, message: `is the same credential as consumer "${owner}" has` });
+      else credentialOwners.set(id, c.username);
+    }
     checkPlugins(c.plugins, `consumers[${i}].plugins`, 'consumer', registry, problems);
   });
   checkPlugins(cfg.globalPlugins, 'globalPlugins', 'global', registry, problems);

@@ -12,6 +12,7 @@ import { HealthChecker } from '../dataplane/upstream/health.js';
 import type { DeclarativeConfig } from '../model/declarative.js';
 import { validateDeclarative } from '../model/validate.js';
 import { formatProblems } from '../config/declarative-file.js';
+import { loadPlugins } from '../plugins/load.js';
 
 export interface InProcessGateway {
   gateway: Gateway;
@@ -39,14 +40,16 @@ export async function startInProcessGateway(opts: InProcessOptions): Promise<InP
   });
   const log = opts.logger ?? createLogger({ level: 'silent' });
   const health = new HealthChecker({ logger: log });
+  const plugins = await loadPlugins(settings);
   const gateway = new Gateway({
     settings,
     logger: log,
+    plugins,
     health: { report: (upstream, node, ok) => health.reportPassive(upstream, node.key, ok) },
   });
   let revision = 0;
   const apply = (raw: unknown) => {
-    const result = validateDeclarative(raw);
+    const result = validateDeclarative(raw, plugins);
     if (!result.ok) throw new Error(`invalid config:\n${formatProblems(result.problems)}`);
     const cfg: DeclarativeConfig = result.value;
     gateway.applyConfig(cfg, ++revision);

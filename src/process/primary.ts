@@ -18,6 +18,7 @@ import { startStatusServer } from '../status/server.js';
 import { FileConfigSource } from '../sync/file-source.js';
 import type { PrimaryToWorker, WorkerToPrimary } from '../sync/messages.js';
 import { formatProblems } from '../config/declarative-file.js';
+import { loadPlugins } from '../plugins/load.js';
 
 interface WorkerInfo {
   worker: Worker;
@@ -35,7 +36,15 @@ export interface PrimaryOptions {
 export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   const { settings, log } = opts;
   const count = settings.workers === 'auto' ? availableParallelism() : settings.workers;
-  const source = new FileConfigSource(opts.configFile);
+  let plugins;
+  try {
+    plugins = await loadPlugins(settings);
+  } catch (e) {
+    log.fatal({ err: (e as Error).message }, 'cannot load plugins');
+    process.exitCode = 1;
+    return;
+  }
+  const source = new FileConfigSource(opts.configFile, plugins);
   const first = await source.load();
   if (!first.ok) {
     log.fatal({ file: source.path, problems: first.problems }, `invalid config:\n${formatProblems(first.problems)}`);

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { Settings } from '../config/settings.js';
 import { Gateway } from '../dataplane/gateway.js';
 import { PassiveReporter } from '../dataplane/upstream/health.js';
+import { loadPlugins } from '../plugins/load.js';
 import type { PrimaryToWorker, WorkerToPrimary } from '../sync/messages.js';
 
 function send(msg: WorkerToPrimary): void {
@@ -14,9 +15,10 @@ function send(msg: WorkerToPrimary): void {
 }
 
 export async function runWorker(settings: Settings, log: Logger): Promise<void> {
+  const plugins = await loadPlugins(settings);
   // Passive outcomes go to the primary, which owns health state for all workers; healthy traffic sends nothing.
   const passive = new PassiveReporter((r) => send({ t: 'passive', upstream: r.upstream, node: r.node, ok: r.ok }));
-  const gateway = new Gateway({ settings, logger: log, health: { report: (upstream, node, ok) => passive.report(upstream, node.key, ok) } });
+  const gateway = new Gateway({ settings, logger: log, plugins, health: { report: (upstream, node, ok) => passive.report(upstream, node.key, ok) } });
   let listening = false;
   /** Health flips that arrived before the config naming their upstream. */
   const pendingHealth = new Map<string, boolean>();

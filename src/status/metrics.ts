@@ -47,6 +47,7 @@ export interface MetricsDump {
   connections: number;
   configReloads: number;
   configErrors: number;
+  pluginErrors?: Array<[string, number]>;
 }
 
 export class Metrics {
@@ -56,6 +57,13 @@ export class Metrics {
   connections = 0;
   configReloads = 0;
   configErrors = 0;
+  /** Plugin failures by "plugin\0phase". */
+  readonly pluginErrors = new Map<string, number>();
+
+  pluginError(plugin: string, phase: string): void {
+    const k = `${plugin}\0${phase}`;
+    this.pluginErrors.set(k, (this.pluginErrors.get(k) ?? 0) + 1);
+  }
 
   route(id: string): RouteStats {
     let s = this.routes.get(id);
@@ -72,6 +80,7 @@ export class Metrics {
       connections: this.connections,
       configReloads: this.configReloads,
       configErrors: this.configErrors,
+      pluginErrors: [...this.pluginErrors],
     };
   }
 }
@@ -88,8 +97,10 @@ function mergeHist(into: Histogram, from: Histogram): void {
  */
 export function mergeDumps(dumps: MetricsDump[]): MetricsDump {
   const routes = new Map<string, { byStatus: Map<number, number>; latency: Histogram; upstreamLatency: Histogram }>();
-  const out: MetricsDump = { routes: [], connections: 0, configReloads: 0, configErrors: 0 };
+  const out: MetricsDump = { routes: [], connections: 0, configReloads: 0, configErrors: 0, pluginErrors: [] };
+  const pluginErrors = new Map<string, number>();
   for (const d of dumps) {
+    for (const [k, c] of d.pluginErrors ?? []) pluginErrors.set(k, (pluginErrors.get(k) ?? 0) + c);
     out.connections += d.connections;
     out.configReloads = Math.max(out.configReloads, d.configReloads);
     out.configErrors = Math.max(out.configErrors, d.configErrors);
@@ -105,6 +116,7 @@ export function mergeDumps(dumps: MetricsDump[]): MetricsDump {
     }
   }
   for (const [route, m] of routes) out.routes.push({ route, byStatus: [...m.byStatus], latency: m.latency, upstreamLatency: m.upstreamLatency });
+  out.pluginErrors = [...pluginErrors];
   return out;
 }
 
@@ -153,6 +165,12 @@ export function renderPrometheus(dumps: MetricsDump[], extra: { health?: HealthS
   out.push('# HELP gatehouse_upstream_node_healthy Whether an upstream node is in rotation (1) or held out by health checks (0).');
   out.push('# TYPE gatehouse_upstream_node_healthy gauge');
   for (const h of extra.health ?? []) out.push(`gatehouse_upstream_node_healthy{upstream="${esc(h.upstream)}",node="${esc(h.node)}"} ${h.healthy ? 1 : 0}`);
+  out.push('# HELP gatehouse_plugin_errors_total Plugin failures, by plugin and phase.');
+  out.push('# TYPE gatehouse_plugin_errors_total counter');
+  for (const [k, c] of merged.pluginErrors ?? []) {
+    const [plugin, phase] = k.split('\0') as [string, string];
+    out.push(`gatehouse_plugin_errors_total{plugin="${esc(plugin)}",phase="${esc(phase)}"} ${c}`);
+  }
   out.push('# HELP gatehouse_connections_total Client connections accepted.');
   out.push('# TYPE gatehouse_connections_total counter');
   out.push(`gatehouse_connections_total ${connections}`);

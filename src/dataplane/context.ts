@@ -1,0 +1,108 @@
+/**
+ * @module dataplane/context
+ * The per-request context: what the proxy needs, plus what plugins read and change. One object per request;
+ * the plugin-only parts stay null on routes without plugins.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Consumer } from '../model/consumer.js';
+import type { ErrorCode } from '../core/errors.js';
+import type { ForwardInfo } from './headers.js';
+import type { ClientRequest, ClientResponse, ProxyTarget } from './proxy.js';
+import type { NodeState } from './upstream/types.js';
+import { runResponseHeaders, type Chain, type PluginFailure } from './plugins/chain.js';
+import type { PluginContext, ResponseHead } from './plugins/types.js';
+
+export class Context implements PluginContext {
+  status = 0;
+  node: NodeState | null = null;
+  upstreamLatency = -1;
+  errorCode: ErrorCode | null = null;
+  consumer: Consumer | null = null;
+  /** The chain that runs the response phases (the consumer's once known), or null without plugins. */
+  chain: Chain | null = null;
+  /** Upstream header edits by plugins: lower-case name -> value (null: remove). */
+  upstreamEdits: Map<string, string | null> | null = null;
+  /** Response headers plugins asked for, flat. */
+  responseExtra: string[] | null = null;
+  /** The request body, when a plugin needed it read before the upstream request. */
+  bufferedBody: Buffer | null = null;
+  /** Where plugin failures in response phases are reported (metrics and log). */
+  onPluginError: ((f: PluginFailure) => void) | null = null;
+  private scratch: Record<string, unknown> | null = null;
+
+  constructor(
+    readonly req: ClientRequest,
+    readonly res: ClientResponse,
+    public method: string,
+    readonly h2: boolean,
+    readonly fwd: ForwardInfo,
+    readonly trustedPeer: boolean,
+    readonly target: ProxyTarget,
+    readonly start: number,
+    readonly routeId: string,
+    readonly params: Record<string, string> | null,
+    /** Canonical path; what is forwarded. */
+    public path: string,
+    /** Raw query without '?'; plugins may change it (key-auth removes its key). */
+    public query: string,
+    readonly headers: IncomingHttpHeaders,
+  ) {}
+
+  get clientIp(): string {
+    return this.fwd.clientIp;
+  }
+
+  get vars(): Record<string, unknown> {
+    return (this.scratch ??= {});
+  }
+
+  setUpstreamHeader(name: string, value: string): void {
+    (this.upstreamEdits ??= new Map()).set(name.toLowerCase(), value);
+  }
+
+  removeUpstreamHeader(name: string): void {
+    (this.upstreamEdits ??= new Map()).set(name.toLowerCase(), null);
+  }
+
+  setResponseHeader(name: string, value: string): void {
+    (this.responseExtra ??= []).push(name, value);
+  }
+
+  /**
+   * Apply plugin edits to the upstream header list (built from the client's): removed and replaced names
+   * go, set values are appended. The Host header (first pair) is kept in place.
+   */
+  editUpstreamHeaders(list: string[]): string[] {
+    const edits = this.upstreamEdits;
+    if (edits === null) return list;
+    const out: string[] = [list[0]!, list[1]!];
+    for (let i = 2; i < list.length; i += 2) {
+      if (!edits.has(list[i]!.toLowerCase())) out.push(list[i]!, list[i + 1]!);
+    }
+    for (const [name, value] of edits) {
+      if (value === null) continue;
+      if (name === 'host') out[1] = value;
+      else out.push(name, value);
+    }
+    return out;
+  }
+
+  /** Response head as plugins leave it: extra headers added, then the chain's response phases. */
+  finishHead(head: ResponseHead): ResponseHead {
+    if (this.responseExtra !== null) {
+      const extra = this.responseExtra;
+      for (let i = 0; i < extra.length; i += 2) {
+        const lower = extra[i]!.toLowerCase();
+        for (let j = 0; j < head.headers.length; j += 2) {
+          if (head.headers[j]!.toLowerCase() === lower) {
+            head.headers.splice(j, 2);
+            j -= 2;
+          }
+        }
+        head.headers.push(extra[i]!, extra[i + 1]!);
+      }
+    }
+    if (this.chain !== null && this.chain.responseHeaders.length > 0) runResponseHeaders(this, this.chain, head, this.onPluginError ?? (() => {}));
+    return head;
+  }
+}

@@ -1,0 +1,198 @@
+/**
+ * @module dataplane/plugins/chain
+ * A route's plugin chain: compiled once when config loads (merged global < service < route, consumer plugins
+ * on top once the consumer is known), then run per request. Request phases run in priority order, response
+ * phases in reverse. A route with no plugins has no chain at all.
+ */
+import type { Logger } from 'pino';
+import type { Consumer } from '../../model/consumer.js';
+import type { PluginRegistry } from './registry.js';
+import type { AuthResult, PluginContext, PluginInstance, PluginResponse, ResponseHead } from './types.js';
+
+/** One configured plugin: where its config came from and the hooks it made. */
+export interface ChainEntry {
+  name: string;
+  priority: number;
+  /** Config path, for messages ("routes[2].plugins.key-auth"). */
+  path: string;
+  instance: PluginInstance;
+}
+
+/** A plugin config with the path it was written at. */
+export interface PluginConfigAt {
+  name: string;
+  config: Record<string, unknown>;
+  path: string;
+}
+
+/** A plugin threw or rejected: the request ends with 500 and is never proxied. */
+export class PluginFailure extends Error {
+  constructor(
+    readonly plugin: string,
+    readonly phase: string,
+    readonly original: unknown,
+  ) {
+    super(`plugin ${plugin} failed in ${phase}`);
+    this.name = 'PluginFailure';
+  }
+}
+
+/** Why a request was refused by the auth group (the gateway maps these to its error table). */
+export type AuthOutcome = 'missing' | 'invalid' | 'too-large';
+
+export interface ChainBuildEnv {
+  registry: PluginRegistry;
+  logger: Logger;
+  /** Credential indexes of the auth plugins, by plugin name, built once per config. */
+  credentials: Map<string, unknown>;
+}
+
+function has<K extends keyof PluginInstance>(e: ChainEntry, k: K): boolean {
+  return typeof e.instance[k] === 'function';
+}
+
+export class Chain {
+  readonly entries: ChainEntry[];
+  readonly rewrite: ChainEntry[];
+  readonly auth: ChainEntry[];
+  readonly access: ChainEntry[];
+  readonly beforeUpstream: ChainEntry[];
+  /** Reverse priority order. */
+  readonly responseHeaders: ChainEntry[];
+  /** Reverse priority order. */
+  readonly log: ChainEntry[];
+  /** Challenges (WWW-Authenticate values) of the auth plugins that have one. */
+  readonly challenges: string[];
+  /** Some plugin reads the request body: it is read before the access phase. */
+  readonly needsBody: boolean;
+  private readonly byConsumer = new Map<string, Chain>();
+
+  constructor(
+    entries: ChainEntry[],
+    private readonly env: ChainBuildEnv,
+  ) {
+    this.entries = [...entries].sort((a, b) => b.priority - a.priority);
+    this.rewrite = this.entries.filter((e) => has(e, 'rewrite'));
+    this.auth = this.entries.filter((e) => has(e, 'authenticate'));
+    this.access = this.entries.filter((e) => has(e, 'access'));
+    this.beforeUpstream = this.entries.filter((e) => has(e, 'beforeUpstream'));
+    this.responseHeaders = this.entries.filter((e) => has(e, 'responseHeaders')).reverse();
+    this.log = this.entries.filter((e) => has(e, 'log')).reverse();
+    this.challenges = this.auth.map((e) => e.instance.challenge).filter((c): c is string => typeof c === 'string');
+    this.needsBody = this.entries.some((e) => e.instance.needsBody === true);
+  }
+
+  /**
+   * The chain once `consumer` is known: its own plugin configs replace the route's of the same name and add
+   * the others. Built on first use and kept, so it is compiled once per route and consumer.
+   */
+  forConsumer(consumer: Consumer, consumerPath: string): Chain {
+    if (!consumer.plugins || Object.keys(consumer.plugins).length === 0) return this;
+    let chain = this.byConsumer.get(consumer.username);
+    if (!chain) {
+      const overridden = new Set(Object.keys(consumer.plugins));
+      const kept = this.entries.filter((e) => !overridden.has(e.name));
+      const added = Object.entries(consumer.plugins).map(([name, config]) =>
+        createEntry({ name, config: config as Record<string, unknown>, path: `${consumerPath}.plugins.${name}` }, this.env),
+      );
+      chain = new Chain([...kept, ...added], this.env);
+      this.byConsumer.set(consumer.username, chain);
+    }
+    return chain;
+  }
+}
+
+function createEntry(at: PluginConfigAt, env: ChainBuildEnv): ChainEntry {
+  const def = env.registry.get(at.name);
+  if (!def) throw new Error(`${at.path}: unknown plugin "${at.name}"`);
+  const instance = def.create(at.config, { logger: env.logger.child({ plugin: at.name }), credentials: env.credentials.get(at.name), path: at.path });
+  return { name: at.name, priority: def.priority, path: at.path, instance };
+}
+
+/** Compile a route's chain, or null when it has no plugins (the request path then skips plugins entirely). */
+export function compileChain(configs: PluginConfigAt[], env: ChainBuildEnv): Chain | null {
+  if (configs.length === 0) return null;
+  return new Chain(configs.map((c) => createEntry(c, env)), env);
+}
+
+function isThenable<T>(v: unknown): v is PromiseLike<T> {
+  return v !== null && typeof v === 'object' && typeof (v as { then?: unknown }).then === 'function';
+}
+
+async function call<T>(entry: ChainEntry, phase: string, fn: () => T | Promise<T>): Promise<T> {
+  try {
+    const r = fn();
+    return isThenable<T>(r) ? await r : r;
+  } catch (e) {
+    throw new PluginFailure(entry.name, phase, e);
+  }
+}
+
+export type ChainVerdict = { respond: PluginResponse } | { refuse: AuthOutcome; challenges: string[] } | { proceed: Chain };
+
+/**
+ * Runs the request phases: rewrite, the auth group, access, before-upstream. Resolves with a response to
+ * send, an auth refusal, or the chain to use for the response phases (the consumer's, once known).
+ * Rejects with PluginFailure when a plugin throws: the caller answers 500 and never proxies.
+ */
+export async function runRequestPhases(
+  ctx: PluginContext,
+  chain: Chain,
+  consumerPath: (c: Consumer) => string,
+  /** Reads the body into ctx.bufferedBody; false when it is over the route's limit. Null when not needed. */
+  readBody: (() => Promise<boolean>) | null,
+): Promise<ChainVerdict> {
+  for (const e of chain.rewrite) {
+    const r = await call(e, 'rewrite', () => e.instance.rewrite!(ctx));
+    if (r) return { respond: r };
+  }
+  let active = chain;
+  if (chain.auth.length > 0) {
+    // Any one auth plugin that identifies a consumer authenticates the request (documented in docs/plugins).
+    let invalid = false;
+    for (const e of chain.auth) {
+      const r: AuthResult = await call(e, 'authenticate', () => e.instance.authenticate!(ctx));
+      if ('consumer' in r) {
+        ctx.consumer = r.consumer;
+        break;
+      }
+      if ('invalid' in r) invalid = true;
+    }
+    if (ctx.consumer === null) return { refuse: invalid ? 'invalid' : 'missing', challenges: chain.challenges };
+    ctx.setUpstreamHeader('x-consumer-username', ctx.consumer.username);
+    active = chain.forConsumer(ctx.consumer, consumerPath(ctx.consumer));
+  }
+  // Bodies are read only for authenticated requests, and only when a plugin needs them.
+  if (readBody !== null && active.needsBody && !(await readBody())) return { refuse: 'too-large', challenges: [] };
+  for (const e of active.access) {
+    const r = await call(e, 'access', () => e.instance.access!(ctx));
+    if (r) return { respond: r };
+  }
+  for (const e of active.beforeUpstream) {
+    const r = await call(e, 'beforeUpstream', () => e.instance.beforeUpstream!(ctx));
+    if (r) return { respond: r };
+  }
+  return { proceed: active };
+}
+
+/** Response phase: plugins may change status and headers (reverse priority order). Errors are contained. */
+export function runResponseHeaders(ctx: PluginContext, chain: Chain, head: ResponseHead, onError: (f: PluginFailure) => void): void {
+  for (const e of chain.responseHeaders) {
+    try {
+      e.instance.responseHeaders!(ctx, head);
+    } catch (err) {
+      onError(new PluginFailure(e.name, 'responseHeaders', err));
+    }
+  }
+}
+
+/** Log phase, after the response: never delays it, never throws. */
+export function runLog(ctx: PluginContext, chain: Chain, onError: (f: PluginFailure) => void): void {
+  for (const e of chain.log) {
+    try {
+      e.instance.log!(ctx);
+    } catch (err) {
+      onError(new PluginFailure(e.name, 'log', err));
+    }
+  }
+}

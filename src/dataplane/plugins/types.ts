@@ -1,0 +1,124 @@
+/**
+ * @module dataplane/plugins/types
+ * The plugin contract: one definition object per plugin (name, version, priority, schema, phase hooks).
+ * A plugin's options are worked out once in `create` when config loads; the hooks it returns run per request.
+ */
+import type { TSchema } from '@sinclair/typebox';
+import type { Logger } from 'pino';
+import type { Consumer } from '../../model/consumer.js';
+import type { RequestContext } from '../proxy.js';
+
+/** Where a plugin may be configured. */
+export type PluginScope = 'global' | 'service' | 'route' | 'consumer';
+
+/** A response a phase returns to end the chain; the framework writes it (plugins never touch the socket). */
+export interface PluginResponse {
+  status: number;
+  /** A string or Buffer is sent as is; an object is sent as JSON. */
+  body?: string | Buffer | Record<string, unknown>;
+  headers?: Record<string, string>;
+}
+
+/** What a request phase returns: nothing to go on, or a response to end the chain. May be async. */
+export type PhaseResult = void | PluginResponse | Promise<void | PluginResponse>;
+
+/** The outcome of one auth plugin: the consumer it identified, or why not. */
+export type AuthResult =
+  | { consumer: Consumer }
+  /** No credential of this plugin's kind on the request: another auth plugin may still succeed. */
+  | { missing: true }
+  /** A credential was presented and is wrong. */
+  | { invalid: true };
+
+/** The response head as the response phases see it: they may change the status and headers. */
+export interface ResponseHead {
+  status: number;
+  /** Flat [name, value, ...] list as it will be written. */
+  headers: string[];
+}
+
+/** Per-request data for plugins, on top of the proxy's request context. */
+export interface PluginContext extends RequestContext {
+  /** The authenticated consumer, once an auth plugin has identified one. */
+  consumer: Consumer | null;
+  /** Route id, for plugins that key state by route. */
+  routeId: string;
+  /** Named path parameters of the matched route. */
+  params: Record<string, string> | null;
+  /** Headers to set on the upstream request (replacing any client value), by lower-case name. */
+  setUpstreamHeader(name: string, value: string): void;
+  /** Headers to drop from the upstream request. */
+  removeUpstreamHeader(name: string): void;
+  /** Headers to add to the response the client gets (set after the response phases run). */
+  setResponseHeader(name: string, value: string): void;
+  /** Scratch space for plugins to pass data between their phases: key by plugin name. */
+  vars: Record<string, unknown>;
+  /** The request body, read before the access phase when a plugin of the route set needsBody; else null. */
+  bufferedBody: Buffer | null;
+  /** Path and query, which rewrite plugins may change (the path stays canonical: set it with care). */
+  path: string;
+  query: string;
+}
+
+/** The hooks one configured plugin contributes to a route's chain. */
+export interface PluginInstance {
+  /** Runs first, in priority order: rewrite the request. */
+  rewrite?(ctx: PluginContext): PhaseResult;
+  /** Auth plugins: identify the consumer. Auth plugins of a route run as a group; any success authenticates. */
+  authenticate?(ctx: PluginContext): AuthResult | Promise<AuthResult>;
+  /** Auth plugins: the WWW-Authenticate value sent when no credential was presented (basic-auth: 'Basic realm="..."'). */
+  challenge?: string;
+  /** After authentication, in priority order: allow, deny, limit. */
+  access?(ctx: PluginContext): PhaseResult;
+  /** Just before the request goes upstream. */
+  beforeUpstream?(ctx: PluginContext): PhaseResult;
+  /** Response phase (reverse priority order): change the status and headers before they are written. */
+  responseHeaders?(ctx: PluginContext, head: ResponseHead): void;
+  /** After the response, never delaying it (reverse priority order). Must not throw; errors are logged. */
+  log?(ctx: PluginContext): void;
+  /** The plugin reads the request body (ctx.body): the gateway reads it, within the route's limit, before access. */
+  needsBody?: boolean;
+}
+
+/** What `create` gets besides the plugin's own config. */
+export interface PluginEnv {
+  logger: Logger;
+  /** For auth plugins: the credentials of every consumer for this plugin, compiled by `indexCredentials`. */
+  credentials: unknown;
+  /** Where the config sits ("routes[3].plugins.key-auth"), for messages. */
+  path: string;
+}
+
+export interface PluginDefinition<Config = Record<string, unknown>, Credential = Record<string, unknown>, Index = unknown> {
+  /** kebab-case, unique. */
+  name: string;
+  /** semver of the plugin's behaviour and schema. */
+  version: string;
+  /** Unique; request phases run from the highest to the lowest. See src/plugins/priorities.ts. */
+  priority: number;
+  /** One sentence: what it does. */
+  description: string;
+  /** JSON Schema of the config, with a description on every field. */
+  schema: TSchema;
+  /** Where it may be configured (default: global, service, route, consumer). */
+  scopes?: PluginScope[];
+  /** Auth plugins: the schema of a consumer credential (`consumers[].credentials.<name>`). */
+  credentialSchema?: TSchema;
+  /** Auth plugins: the credential value that must be unique across consumers (a key, a user name). */
+  credentialKey?(credential: Credential): string;
+  /** Auth plugins: compile all consumers' credentials once per config into a lookup structure. */
+  indexCredentials?(entries: Array<{ consumer: Consumer; credential: Credential; path: string }>): Index;
+  /** Extra checks beyond the schema; returns problems as [relative path, message]. */
+  check?(config: Config): Array<[string, string]>;
+  /** Extra checks of one credential beyond its schema. */
+  checkCredential?(credential: Credential): Array<[string, string]>;
+  /** Work out the options once when config loads; returns the hooks. */
+  create(config: Config, env: PluginEnv): PluginInstance;
+}
+
+/** Identity function that types a plugin definition; the registry checks it is complete. */
+export function definePlugin<Config = Record<string, unknown>, Credential = Record<string, unknown>, Index = unknown>(
+  def: PluginDefinition<Config, Credential, Index>,
+): PluginDefinition<Config, Credential, Index> {
+  return def;
+}

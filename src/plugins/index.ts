@@ -1,0 +1,32 @@
+/**
+ * @module plugins
+ * The built-in plugins, registered into every registry. One line per plugin.
+ */
+import { PluginRegistry } from '../dataplane/plugins/registry.js';
+import type { PluginDefinition } from '../dataplane/plugins/types.js';
+import keyAuth from './key-auth/index.js';
+import requestId from './request-id/index.js';
+// import basicAuth from './basic-auth/index.js';
+// import jwtAuth from './jwt-auth/index.js';
+// import consumerRestriction from './consumer-restriction/index.js';
+// import ipRestriction from './ip-restriction/index.js';
+// import cors from './cors/index.js';
+// import requestValidation from './request-validation/index.js';
+
+export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
+  keyAuth,
+  requestId,
+  // basicAuth,
+  // jwtAuth,
+  // consumerRestriction,
+  // ipRestriction,
+  // cors,
+  // requestValidation,
+];
+
+/** A registry with the built-in plugins. */
+export function builtinRegistry(): PluginRegistry {
+  const registry = new PluginRegistry();
+  for (const p of BUILTIN_PLUGINS) registry.register(p);
+  return registry;
+}

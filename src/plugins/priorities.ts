@@ -1,0 +1,15 @@
+/**
+ * @module plugins/priorities
+ * Every built-in plugin's priority, in one place. Request phases run from the highest to the lowest, response
+ * phases the other way round. Custom plugins pick any free number; the registry refuses a taken one.
+ */
+export const PRIORITIES = {
+  'request-id': 12015,
+  'ip-restriction': 3000,
+  cors: 4000,
+  'key-auth': 2500,
+  'basic-auth': 2520,
+  'jwt-auth': 2510,
+  'consumer-restriction': 2400,
+  'request-validation': 2800,
+} as const;

@@ -1,0 +1,48 @@
+/**
+ * @module plugins/util
+ * Small helpers plugins share: query arguments and cookies read without building objects per request.
+ */
+
+/** The first value of a query argument (percent-decoded), or undefined. `query` is the raw string without '?'. */
+export function queryValue(query: string, name: string): string | undefined {
+  if (query === '') return undefined;
+  let start = 0;
+  while (start <= query.length) {
+    let end = query.indexOf('&', start);
+    if (end === -1) end = query.length;
+    const eq = query.indexOf('=', start);
+    const keyEnd = eq !== -1 && eq < end ? eq : end;
+    if (keyEnd - start === name.length && query.startsWith(name, start)) {
+      const raw = keyEnd === end ? '' : query.slice(keyEnd + 1, end);
+      try {
+        return decodeURIComponent(raw.replace(/\+/g, ' '));
+      } catch {
+        return raw;
+      }
+    }
+    start = end + 1;
+  }
+  return undefined;
+}
+
+/** The query string with every occurrence of one argument removed. */
+export function withoutQueryArg(query: string, name: string): string {
+  return query
+    .split('&')
+    .filter((part) => {
+      const eq = part.indexOf('=');
+      return (eq === -1 ? part : part.slice(0, eq)) !== name;
+    })
+    .join('&');
+}
+
+/** The value of a cookie by name from a Cookie header, or undefined. */
+export function cookieValue(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq === -1) continue;
+    if (part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
