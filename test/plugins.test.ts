@@ -212,3 +212,32 @@ describe('framework', () => {
     assert.equal((json(await send(gw.http, '/', { headers: { apikey: 'bob-secret-key-1' } })).headers as Record<string, string>)['x-stamp'], 'route');
   });
 });
+
+describe('bodies read for plugins', () => {
+  it('a body that stalls while a plugin waits for it gets 408, and nothing goes upstream', async () => {
+    const { connect } = await import('node:net');
+    const up = await upstream();
+    const gw = await gateway({
+      routes: [
+        {
+          id: 'r',
+          paths: ['/*'],
+          upstream: { nodes: [node(up.port)], timeout: { connect: 1000, send: 400, read: 1000 } },
+          plugins: { 'request-validation': { body: { type: 'object' } } },
+        },
+      ],
+    });
+    const sock = connect(gw.http, '127.0.0.1');
+    const answer = await new Promise<string>((resolve) => {
+      let text = '';
+      sock.on('data', (c: Buffer) => (text += c.toString()));
+      sock.on('close', () => resolve(text));
+      sock.on('error', () => resolve(text));
+      sock.write('POST /x HTTP/1.1\r\nHost: t\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"a":');
+      setTimeout(() => sock.destroy(), 5000).unref();
+    });
+    assert.match(answer, /^HTTP\/1\.1 408 /);
+    assert.match(answer, /GH_ERR_REQUEST_TIMEOUT/);
+    assert.equal(up.seen.length, 0);
+  });
+});

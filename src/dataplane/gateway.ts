@@ -388,7 +388,8 @@ export class Gateway {
       if (!settled) this.finish(ctx);
     };
     ctx.res.once('close', onClose);
-    const readBody = hasBody && chain.needsBody ? () => this.readBody(ctx, route) : null;
+    // Offered whenever there is a body: the consumer's chain, known only after auth, may need it too.
+    const readBody = hasBody ? () => this.readBody(ctx, route) : null;
     runRequestPhases(ctx, chain, (c) => snap.consumerPaths.get(c.username) ?? 'consumers', readBody).then(
       (verdict) => {
         if (ctx.res.destroyed || ctx.res.headersSent) return;
@@ -405,9 +406,15 @@ export class Gateway {
         this.forward(ctx, route, hasBody);
       },
       (err: unknown) => {
+        if (err instanceof BodyStalled) {
+          if (!ctx.res.destroyed) respondError(ctx, 'GH_ERR_REQUEST_TIMEOUT', true);
+          return;
+        }
+        // A client that went away while its body was being read is not a failure of the gateway.
+        if (ctx.req.destroyed || ctx.res.destroyed) return;
         if (err instanceof PluginFailure) this.onPluginError(err);
         else this.log.error({ err: (err as Error)?.name, route: route.id }, 'plugin chain failed');
-        if (!ctx.res.destroyed) respondError(ctx, 'GH_ERR_PLUGIN_FAILED');
+        respondError(ctx, 'GH_ERR_PLUGIN_FAILED');
       },
     );
   }
@@ -432,11 +439,18 @@ export class Gateway {
    */
   private readBody(ctx: Context, route: RouteRuntime): Promise<boolean> {
     const limit = route.maxBodySize;
+    const stallMs = route.timeouts.send;
     const stream = ctx.req as unknown as NodeJS.ReadableStream & { destroyed: boolean };
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
       let size = 0;
+      // The same rule as a streamed body: it may not stall longer than the send timeout.
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new BodyStalled());
+      }, stallMs);
       const onData = (c: Buffer) => {
+        timer.refresh();
         size += c.length;
         if (limit > 0 && size > limit) {
           cleanup();
@@ -454,7 +468,13 @@ export class Gateway {
         cleanup();
         reject(e);
       };
+      const onClose = () => {
+        cleanup();
+        reject(new Error('client closed the connection'));
+      };
       const cleanup = () => {
+        clearTimeout(timer);
+        stream.off('close', onClose);
         stream.off('data', onData);
         stream.off('end', onEnd);
         stream.off('error', onError);
@@ -462,6 +482,7 @@ export class Gateway {
       stream.on('data', onData);
       stream.on('end', onEnd);
       stream.on('error', onError);
+      stream.on('close', onClose);
     });
   }
 
@@ -683,6 +704,9 @@ export class Gateway {
     await this.pools.closeAll();
   }
 }
+
+/** A request body stalled while a plugin waited for it. */
+class BodyStalled extends Error {}
 
 function round(ms: number): number {
   return Math.round(ms * 1000) / 1000;

@@ -85,7 +85,8 @@ export function respond(ctx: Context, status: number, headers: string[], body: B
   }
   let head = { status, headers };
   if (ctx.chain !== null || ctx.responseExtra !== null) head = ctx.finishHead(head);
-  head.headers.push('content-length', String(body.length));
+  // RFC 9110 8.6: no Content-Length on 1xx and 204; a 304 would announce the cached representation's length.
+  if (head.status >= 200 && head.status !== 204 && head.status !== 304) head.headers.push('content-length', String(body.length));
   if (close && !ctx.h2) head.headers.push('connection', 'close');
   ctx.status = head.status;
   if (ctx.h2) (res as Http2ServerResponse).writeHead(head.status, headersToObject(head.headers));

@@ -76,7 +76,7 @@ export interface PluginInstance {
   responseHeaders?(ctx: PluginContext, head: ResponseHead): void;
   /** After the response, never delaying it (reverse priority order). Must not throw; errors are logged. */
   log?(ctx: PluginContext): void;
-  /** The plugin reads the request body (ctx.body): the gateway reads it, within the route's limit, before access. */
+  /** The plugin reads the request body (ctx.bufferedBody): the gateway reads it, within the route's limit, before access. */
   needsBody?: boolean;
 }
 
