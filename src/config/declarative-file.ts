@@ -15,11 +15,19 @@ export function parseDeclarativeText(text: string): { ok: true; value: unknown }
       ok: false,
       problems: doc.errors.map((e) => ({
         path: e.linePos ? `(line ${e.linePos[0].line}, column ${e.linePos[0].col})` : '(file)',
-        message: e.message.split('\n')[0] ?? 'invalid YAML',
+        // The library's messages can quote bits of the value (escape sequences): keep only its error kind.
+        message: `is not valid YAML (${e.code.toLowerCase().replace(/_/g, ' ')})`,
       })),
     };
   }
-  const value = doc.toJS({ maxAliasCount: 100 });
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    // The yaml library's messages quote the alias (which may be a secret starting with "*"): say what, not which.
+    const what = /alias/i.test((e as Error).message) ? 'has a YAML alias that cannot be resolved or too many aliases (quote values that start with "*" or "&")' : 'cannot be read as YAML';
+    return { ok: false, problems: [{ path: '(file)', message: what }] };
+  }
   if (value !== null && value !== undefined && (typeof value !== 'object' || Array.isArray(value))) {
     return { ok: false, problems: [{ path: '(root)', message: 'must be a mapping with upstreams, routes, services, consumers, certificates' }] };
   }

@@ -77,6 +77,13 @@ it('refuses bad settings naming the field path', () => {
   assert.throws(() => loadSettings({ env: { GATEHOUSE_PROXY_HTTP: '70000' } }), /proxy\.http/);
 });
 
+it('refuses trusted proxies that are not addresses or ranges, never widening trust', () => {
+  for (const bad of ['10.0.0.0/', '10.0.0.0/abc', '10.0.0.0/33', 'not-an-ip', 'fe80::1%eth0']) {
+    assert.throws(() => loadSettings({ env: {}, overrides: { 'proxy.trustedProxies': [bad] } }), /proxy\.trustedProxies\[0\]/, bad);
+  }
+  assert.deepEqual(loadSettings({ env: {}, overrides: { 'proxy.trustedProxies': ['10.0.0.0/8', '2001:db8::/32', '192.0.2.1'] } }).settings.proxy.trustedProxies.length, 3);
+});
+
 it('reports unreadable and non-YAML files clearly', () => {
   assert.throws(() => loadSettings({ file: join(tmpdir(), 'does-not-exist-gatehouse.yaml'), env: {} }), /cannot be read: ENOENT/);
   withFile('proxy: [unclosed\n', (file) => assert.throws(() => loadSettings({ file, env: {} }), /not valid YAML/));

@@ -9,6 +9,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { parse as parseYaml } from 'yaml';
 import { StringEnum } from '../model/common.js';
 import { validateSchema, type ConfigProblem } from '../model/validate.js';
+import { parseRule } from '../core/cidr.js';
 
 const Port = (def: number, description: string) => Type.Integer({ minimum: 0, maximum: 65535, default: def, description });
 
@@ -27,6 +28,11 @@ export const ProxySettings = Type.Object(
     slashes: StringEnum(['merge', 'keep', 'reject'], {
       default: 'merge',
       description: 'Policy for empty path segments ("//"): merge them into one, keep them, or reject the request with 400.',
+    }),
+    ambiguousPaths: StringEnum(['reject', 'allow'], {
+      default: 'reject',
+      description:
+        'Paths that backends read differently: ";" path parameters and encoded "/", "\\" or ";" (%2F, %5C, %3B). reject answers 400; allow keeps them inside their segment.',
     }),
     trustedProxies: Type.Array(Type.String(), {
       default: [],
@@ -227,6 +233,11 @@ export function loadSettings(opts: LoadSettingsOptions = {}): { settings: Settin
   const result = validateSchema<Settings>(Settings, raw);
   if (!result.ok) throw new SettingsError(result.problems, source);
   const settings = result.value;
+  const bad = settings.proxy.trustedProxies.flatMap((e, i) => {
+    const r = parseRule(e);
+    return typeof r === 'string' ? [{ path: `proxy.trustedProxies[${i}]`, message: r }] : [];
+  });
+  if (bad.length) throw new SettingsError(bad, source);
   settings.instanceId ??= `${hostname()}-${settings.proxy.http}`;
   return { settings, unknownEnv };
 }

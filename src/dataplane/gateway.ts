@@ -3,7 +3,7 @@
  * The data plane of one process: the HTTP and HTTPS/HTTP2 listeners, the request path from arrival to the
  * proxy exchange, WebSocket upgrades, atomic config swaps and graceful draining.
  */
-import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, ServerResponse, STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -13,7 +13,7 @@ import type { DeclarativeConfig } from '../model/declarative.js';
 import type { Settings } from '../config/settings.js';
 import { errorBody, ERRORS, type ErrorCode } from '../core/errors.js';
 import { Metrics } from '../status/metrics.js';
-import { downstreamResponseHeaders, forwardInfo, TrustedProxies, upstreamRequestHeaders } from './headers.js';
+import { downstreamResponseHeaders, forwardInfo, TrustedProxies, upstreamRequestHeaders, type ForwardInfo } from './headers.js';
 import { Exchange, respond, respondError, sendError, type ClientRequest, type ClientResponse, type HealthReporter } from './proxy.js';
 import { Context } from './context.js';
 import { PluginFailure, runLog, runRequestPhases, type Chain } from './plugins/chain.js';
@@ -156,6 +156,7 @@ export class Gateway {
   private readonly accessLog: Logger | null;
   private readonly health: HealthReporter;
   private readonly plugins: PluginRegistry;
+  private readonly strictPaths: boolean;
   private readonly trusted: TrustedProxies;
   private httpServer: Server | null = null;
   private httpsServer: Http2SecureServer | null = null;
@@ -169,6 +170,7 @@ export class Gateway {
     this.log = opts.logger;
     this.health = opts.health;
     this.plugins = opts.plugins;
+    this.strictPaths = opts.settings.proxy.ambiguousPaths === 'reject';
     this.metrics = opts.metrics ?? new Metrics();
     this.trusted = new TrustedProxies(opts.settings.proxy.trustedProxies);
     this.accessLog = opts.settings.accessLog.enabled ? opts.logger.child({ type: 'access' }) : null;
@@ -326,7 +328,7 @@ export class Gateway {
     const url = req.url ?? '';
     if (url.length > this.settings.proxy.maxUrlLength) return this.reject(req, res, 'GH_ERR_URI_TOO_LONG', start, null);
     const target = splitTarget(url);
-    const path = target.path === '' ? null : normalizePath(target.path, this.settings.proxy.slashes);
+    const path = target.path === '' ? null : normalizePath(target.path, this.settings.proxy.slashes, this.strictPaths);
     if (path === null) return this.reject(req, res, 'GH_ERR_PATH_INVALID', start, null);
     const headError = checkHead(req, h2, this.settings.proxy.maxHeaderSize);
     if (headError !== null) return this.reject(req, res, headError, start, null);
@@ -502,8 +504,10 @@ export class Gateway {
     const status = ERRORS[code].status;
     (route?.stats ?? this.metrics.route(Metrics.NO_ROUTE)).record(status, performance.now() - start, -1);
     if (this.accessLog) {
-      const url = req.url ?? '';
-      this.accessLog.info({ method: req.method, path: url.length > 512 ? `${url.slice(0, 512)}...` : url, status, route: route?.id ?? null, error: code, client: req.socket.remoteAddress, ms: round(performance.now() - start) });
+      // Only the path: the query (?apikey=...) and an absolute-form target's userinfo may hold credentials.
+      const raw = splitTarget(req.url ?? '').path || '(unparsable)';
+      const path = raw.length > 512 ? `${raw.slice(0, 512)}...` : raw;
+      this.accessLog.info({ method: req.method, path, status, route: route?.id ?? null, error: code, client: req.socket.remoteAddress, ms: round(performance.now() - start) });
     }
   }
 
@@ -561,7 +565,7 @@ export class Gateway {
     const url = req.url ?? '';
     if (url.length > this.settings.proxy.maxUrlLength) return fail('GH_ERR_URI_TOO_LONG');
     const target = splitTarget(url);
-    const path = target.path === '' ? null : normalizePath(target.path, this.settings.proxy.slashes);
+    const path = target.path === '' ? null : normalizePath(target.path, this.settings.proxy.slashes, this.strictPaths);
     if (path === null) return fail('GH_ERR_PATH_INVALID');
     const match = snap.router.match({
       method: req.method ?? 'GET',
@@ -574,13 +578,67 @@ export class Gateway {
     const matched = match.value;
     route = matched;
     if (!matched.websocket || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return fail('GH_ERR_WEBSOCKET_DISABLED');
-    const up = matched.upstream;
     const peer = socket.remoteAddress ?? '';
     const fwd = forwardInfo(req.headers, peer, socket.localPort ?? 0, (socket as { encrypted?: boolean }).encrypted === true, this.trusted, this.settings.proxy.realIpHeader);
-    const node = up.pick({ clientIp: fwd.clientIp, path, query: target.query, headers: req.headers }, null);
+    const trustedPeer = fwd.clientIp !== peer || this.trusted.has(peer);
+    const chain = matched.chain;
+    if (chain === null) {
+      this.upgradeToNode(req, socket, head, matched, fwd, trustedPeer, path, target.query, start, null, fail);
+      return;
+    }
+    // Upgrades go through the same request phases as every other request (auth, ip rules...). The plugins
+    // answer through a response object on this socket; when they let the request through, the socket is
+    // taken back for the upgrade.
+    const res = new ServerResponse(req);
+    res.assignSocket(socket);
+    res.shouldKeepAlive = false;
+    const ctx = new Context(req, res, req.method ?? 'GET', false, fwd, trustedPeer, matched, start, matched.id, match.params, path, target.query, req.headers);
+    ctx.chain = chain;
+    ctx.onPluginError = this.onPluginError;
+    res.once('finish', () => {
+      matched.stats.record(ctx.status, performance.now() - start, -1);
+      lingerClose(socket, null);
+    });
+    runRequestPhases(ctx, chain, (c) => snap.consumerPaths.get(c.username) ?? 'consumers', null).then(
+      (verdict) => {
+        if (socket.destroyed) return;
+        if ('respond' in verdict) return this.sendPluginResponse(ctx, verdict.respond);
+        if ('refuse' in verdict) {
+          const extra: string[] = [];
+          if (verdict.refuse === 'missing') for (const c of verdict.challenges) extra.push('www-authenticate', c);
+          return respondError(ctx, verdict.refuse === 'invalid' ? 'GH_ERR_AUTH_INVALID' : 'GH_ERR_AUTH_REQUIRED', true, extra);
+        }
+        res.detachSocket(socket);
+        this.upgradeToNode(req, socket, head, matched, fwd, trustedPeer, ctx.path, ctx.query, start, ctx, fail);
+      },
+      (err: unknown) => {
+        if (socket.destroyed) return;
+        if (err instanceof PluginFailure) this.onPluginError(err);
+        respondError(ctx, 'GH_ERR_PLUGIN_FAILED', true);
+      },
+    );
+  };
+
+  /** The upgrade itself: ask a node to switch protocols, then splice the two sockets together. */
+  private upgradeToNode(
+    req: IncomingMessage,
+    socket: Socket,
+    head: Buffer,
+    matched: RouteRuntime,
+    fwd: ForwardInfo,
+    trustedPeer: boolean,
+    path: string,
+    query: string,
+    start: number,
+    ctx: Context | null,
+    fail: (code: ErrorCode) => void,
+  ): void {
+    const up = matched.upstream;
+    const node = up.pick({ clientIp: fwd.clientIp, path, query, headers: req.headers }, null);
     if (node === null) return fail('GH_ERR_UPSTREAM_NO_HEALTHY_NODE');
     const hostHeader = up.passHost === 'pass' ? fwd.host || up.nodeHost(node) : up.passHost === 'rewrite' ? up.upstreamHost! : up.nodeHost(node);
-    const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, hostHeader, fwd, fwd.clientIp !== peer || this.trusted.has(peer));
+    const plain = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, hostHeader, fwd, trustedPeer);
+    const headers = ctx === null ? plain : ctx.editUpstreamHeaders(plain);
     socket.setTimeout(0);
     up.balancer.onStart(node);
 
@@ -671,7 +729,7 @@ export class Gateway {
     };
     up.pool(node).dispatch(
       {
-        path: target.query ? `${path}?${target.query}` : path,
+        path: query ? `${path}?${query}` : path,
         method: 'GET',
         headers,
         upgrade: 'websocket',
@@ -680,7 +738,7 @@ export class Gateway {
       },
       handler,
     );
-  };
+  }
 
   /**
    * Stop accepting connections and wait for in-flight requests to finish (at most `timeoutMs`), then close

@@ -4,7 +4,7 @@
  * Connection), then adds the X-Forwarded-* set from the real peer. Works on flat [name, value, ...] arrays
  * because both node's writeHead and undici take them without building objects.
  */
-import { BlockList, isIPv6 } from 'node:net';
+import { AddressMatcher, parseRule, type Rule } from '../core/cidr.js';
 
 /** RFC 9110 7.6.1 connection-specific fields plus ones that must never be relayed by a gateway. */
 const HOP_BY_HOP = new Set([
@@ -56,24 +56,24 @@ function connectionTokens(value: string | undefined): Set<string> | null {
   return set;
 }
 
-/** Trusted proxy addresses, compiled once per settings. */
+/** Trusted proxy addresses, compiled once per settings (entries were validated with the settings). */
 export class TrustedProxies {
-  private readonly list = new BlockList();
+  private readonly matcher: AddressMatcher;
   readonly any: boolean;
   constructor(entries: string[]) {
+    const rules: Rule[] = [];
     for (const e of entries) {
-      const [addr, bits] = e.split('/');
-      const type = isIPv6(addr!) ? 'ipv6' : 'ipv4';
-      if (bits !== undefined) this.list.addSubnet(addr!, Number(bits), type);
-      else this.list.addAddress(addr!, type);
+      const r = parseRule(e);
+      // Settings validation refuses bad entries; a bad one here must never widen trust.
+      if (typeof r === 'string') throw new Error(`proxy.trustedProxies: "${e}" ${r}`);
+      rules.push(r);
     }
+    this.matcher = new AddressMatcher(rules);
     this.any = entries.length > 0;
   }
   has(ip: string): boolean {
     if (!this.any || !ip) return false;
-    // IPv4-mapped IPv6 peers ("::ffff:10.0.0.1") are checked as IPv4.
-    if (ip.startsWith('::ffff:') && ip.includes('.')) return this.list.check(ip.slice(7), 'ipv4');
-    return this.list.check(ip, isIPv6(ip) ? 'ipv6' : 'ipv4');
+    return this.matcher.has(ip) === true;
   }
 }
 

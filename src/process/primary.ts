@@ -154,7 +154,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   let status: Server | null = null;
   process.on('SIGHUP', () => {
     log.info('SIGHUP: reloading config');
-    void source.reload(true);
+    source.reload(true).catch(() => log.error('SIGHUP reload failed'));
   });
   const shutdown = (signal: string) => {
     if (shuttingDown) return;

@@ -93,7 +93,7 @@ export class FileConfigSource extends EventEmitter<FileSourceEvents> {
       if (this.timer) clearTimeout(this.timer);
       this.timer = setTimeout(() => {
         this.timer = null;
-        void this.reload();
+        this.reload().catch((e: unknown) => this.emit('invalid', [{ path: '(file)', message: `could not be reloaded (${(e as Error)?.name ?? 'error'})` }]));
       }, this.debounceMs);
     });
     this.watcher.on('error', () => {});

@@ -86,7 +86,8 @@ export class PluginRegistry implements PluginValidator {
     if (level === 'credential') {
       if (!def.credentialSchema) return [{ path, message: `"${name}" is not an auth plugin and takes no credentials` }];
       const r = validateSchema(def.credentialSchema, config, path);
-      if (!r.ok) return r.problems;
+      // An unknown field name in a credential may be the secret itself (`key-auth: { my-secret }`): never echo it.
+      if (!r.ok) return r.problems.map((p) => (p.message === 'is not a known field' ? { path, message: 'has a field that is not known' } : p));
       return (def.checkCredential?.(config) ?? []).map(([p, message]) => ({ path: p ? `${path}.${p}` : path, message }));
     }
     const scopes = def.scopes ?? ALL_SCOPES;

@@ -86,7 +86,7 @@ const policies: SlashPolicy[] = ['merge', 'keep', 'reject'];
 test('normalizePath: table of variants under each slash policy', () => {
   for (const [raw, ...expected] of cases) {
     policies.forEach((policy, i) => {
-      assert.equal(normalizePath(raw, policy), expected[i], `${JSON.stringify(raw)} with slashes=${policy}`);
+      assert.equal(normalizePath(raw, policy, false), expected[i], `${JSON.stringify(raw)} with slashes=${policy}`);
     });
   }
 });
@@ -94,9 +94,9 @@ test('normalizePath: table of variants under each slash policy', () => {
 test('normalizePath: the canonical form is a fixed point', () => {
   for (const [raw] of cases) {
     for (const policy of policies) {
-      const once = normalizePath(raw, policy);
+      const once = normalizePath(raw, policy, false);
       if (once === null) continue;
-      assert.equal(normalizePath(once, policy), once, `${JSON.stringify(raw)} -> ${once} with slashes=${policy}`);
+      assert.equal(normalizePath(once, policy, false), once, `${JSON.stringify(raw)} -> ${once} with slashes=${policy}`);
     }
   }
 });
@@ -132,4 +132,12 @@ test('splitTarget: targets that are not paths give path ""', () => {
   assert.deepEqual(splitTarget('a/b?c'), { path: '', query: '' });
   assert.deepEqual(splitTarget('://h/p'), { path: '', query: '' });
   assert.deepEqual(splitTarget('1http://h/p'), { path: '', query: '' });
+});
+
+test('strict mode (the default) refuses paths that backends read differently', () => {
+  for (const raw of ['/admin;x', '/public/..;/admin', '/a;b/c', '/x/..%2Fadmin', '/a%2fb', '/public/..%5Cadmin', '/a%3Bb', '/a%3bb']) {
+    assert.equal(normalizePath(raw, 'merge'), null, raw);
+    assert.notEqual(normalizePath(raw, 'merge', false), null, `${raw} is kept when allowed`);
+  }
+  for (const raw of ['/a/b', '/a%20b', '/%41', '/a/./b', "/a:b@c!$&'()*+,=-._~"]) assert.notEqual(normalizePath(raw, 'merge'), null, raw);
 });

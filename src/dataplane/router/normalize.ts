@@ -30,6 +30,15 @@ CHAR_CLASS[0x5c] = REJECT;
 // A fragment never belongs in a request target; backends disagree on whether to cut at it.
 CHAR_CLASS[0x23] = REJECT;
 
+/**
+ * Strict mode (proxy.ambiguousPaths: reject): ';' starts a path parameter that Tomcat, Jetty and Spring strip
+ * ("/admin;x" is "/admin" to them), so it is refused raw, as are encoded '/', '\\' and ';', which some backends
+ * decode into separators. Otherwise a path routed to a public route could reach a protected one behind it.
+ */
+const CHAR_CLASS_STRICT = CHAR_CLASS.slice();
+CHAR_CLASS_STRICT[0x3b] = REJECT;
+const AMBIGUOUS_BYTES = new Set([0x2f, 0x5c, 0x3b]);
+
 /** Unreserved characters (RFC 3986 2.3): the only ones whose percent-encoding is decoded. */
 const UNRESERVED = new Uint8Array(128);
 for (const ch of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~') UNRESERVED[ch.charCodeAt(0)] = 1;
@@ -55,30 +64,31 @@ function isDotSegment(raw: string, start: number, len: number): boolean {
  * HOT PATH: a path that is already canonical (no '%', no dot segment, no '//', only pchars) is returned as the
  * very same string after one scan of its char codes, without allocating.
  */
-export function normalizePath(raw: string, slashes: SlashPolicy): string | null {
+export function normalizePath(raw: string, slashes: SlashPolicy, strict = true): string | null {
   const n = raw.length;
   if (n === 0 || raw.charCodeAt(0) !== SLASH) return null;
+  const classes = strict ? CHAR_CLASS_STRICT : CHAR_CLASS;
   let segStart = 1;
   for (let i = 1; i < n; i++) {
     const c = raw.charCodeAt(i);
     if (c > 0x7f) return null;
-    const cls = CHAR_CLASS[c];
+    const cls = classes[c];
     if (cls === KEEP) continue;
     if (cls === REJECT) return null;
     if (c === SLASH) {
       const len = i - segStart;
-      if (len === 0 || isDotSegment(raw, segStart, len)) return normalizeSlow(raw, slashes);
+      if (len === 0 || isDotSegment(raw, segStart, len)) return normalizeSlow(raw, slashes, classes, strict);
       segStart = i + 1;
       continue;
     }
-    return normalizeSlow(raw, slashes);
+    return normalizeSlow(raw, slashes, classes, strict);
   }
-  if (isDotSegment(raw, segStart, n - segStart)) return normalizeSlow(raw, slashes);
+  if (isDotSegment(raw, segStart, n - segStart)) return normalizeSlow(raw, slashes, classes, strict);
   return raw;
 }
 
 /** Decodes and re-encodes each segment, then applies the slash policy and removes dot segments. */
-function normalizeSlow(raw: string, slashes: SlashPolicy): string | null {
+function normalizeSlow(raw: string, slashes: SlashPolicy, classes: Uint8Array, strict: boolean): string | null {
   const n = raw.length;
   const segments: string[] = [];
   let current = '';
@@ -86,7 +96,7 @@ function normalizeSlow(raw: string, slashes: SlashPolicy): string | null {
   for (let i = 1; i < n; i++) {
     const c = raw.charCodeAt(i);
     if (c > 0x7f) return null;
-    const cls = CHAR_CLASS[c];
+    const cls = classes[c];
     if (cls === KEEP) continue;
     if (cls === REJECT) return null;
     current += raw.slice(runStart, i);
@@ -101,6 +111,7 @@ function normalizeSlow(raw: string, slashes: SlashPolicy): string | null {
       const byte = hi * 16 + lo;
       // An encoded NUL truncates paths in C-based backends and file systems.
       if (byte === 0) return null;
+      if (strict && AMBIGUOUS_BYTES.has(byte)) return null;
       current += byte < 0x80 && UNRESERVED[byte] === 1 ? String.fromCharCode(byte) : '%' + HEX_UPPER[hi] + HEX_UPPER[lo];
       i += 2;
     } else {

@@ -117,7 +117,8 @@ function compilePattern(routeId: string, pattern: string): CompiledPattern {
   } catch {
     throw new RouteCompileError(routeId, `path "${pattern}" is not valid Unicode`);
   }
-  const canonical = normalizePath(body, 'keep');
+  // Route paths are config, not attacks: canonical form without the strict request rules.
+  const canonical = normalizePath(body, 'keep', false);
   if (canonical === null) throw new RouteCompileError(routeId, `path "${pattern}" cannot be normalised (bad escape, control character or "\\")`);
 
   for (const seg of canonical.slice(1).split('/')) {
