@@ -9,7 +9,7 @@ import requestId from './request-id/index.js';
 // import basicAuth from './basic-auth/index.js';
 // import jwtAuth from './jwt-auth/index.js';
 // import consumerRestriction from './consumer-restriction/index.js';
-// import ipRestriction from './ip-restriction/index.js';
+import ipRestriction from './ip-restriction/index.js';
 // import cors from './cors/index.js';
 // import requestValidation from './request-validation/index.js';
 
@@ -19,7 +19,7 @@ export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // esli
   // basicAuth,
   // jwtAuth,
   // consumerRestriction,
-  // ipRestriction,
+  ipRestriction,
   // cors,
   // requestValidation,
 ];
