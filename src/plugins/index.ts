@@ -6,7 +6,7 @@ import { PluginRegistry } from '../dataplane/plugins/registry.js';
 import type { PluginDefinition } from '../dataplane/plugins/types.js';
 import keyAuth from './key-auth/index.js';
 import requestId from './request-id/index.js';
-// import basicAuth from './basic-auth/index.js';
+import basicAuth from './basic-auth/index.js';
 // import jwtAuth from './jwt-auth/index.js';
 // import consumerRestriction from './consumer-restriction/index.js';
 import ipRestriction from './ip-restriction/index.js';
@@ -16,7 +16,7 @@ import ipRestriction from './ip-restriction/index.js';
 export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
   keyAuth,
   requestId,
-  // basicAuth,
+  basicAuth,
   // jwtAuth,
   // consumerRestriction,
   ipRestriction,
