@@ -7,7 +7,7 @@ import type { PluginDefinition } from '../dataplane/plugins/types.js';
 import keyAuth from './key-auth/index.js';
 import requestId from './request-id/index.js';
 import basicAuth from './basic-auth/index.js';
-// import jwtAuth from './jwt-auth/index.js';
+import jwtAuth from './jwt-auth/index.js';
 // import consumerRestriction from './consumer-restriction/index.js';
 import ipRestriction from './ip-restriction/index.js';
 // import cors from './cors/index.js';
@@ -17,7 +17,7 @@ export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // esli
   keyAuth,
   requestId,
   basicAuth,
-  // jwtAuth,
+  jwtAuth,
   // consumerRestriction,
   ipRestriction,
   // cors,
