@@ -8,7 +8,7 @@ import keyAuth from './key-auth/index.js';
 import requestId from './request-id/index.js';
 import basicAuth from './basic-auth/index.js';
 import jwtAuth from './jwt-auth/index.js';
-// import consumerRestriction from './consumer-restriction/index.js';
+import consumerRestriction from './consumer-restriction/index.js';
 import ipRestriction from './ip-restriction/index.js';
 // import cors from './cors/index.js';
 // import requestValidation from './request-validation/index.js';
@@ -18,7 +18,7 @@ export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // esli
   requestId,
   basicAuth,
   jwtAuth,
-  // consumerRestriction,
+  consumerRestriction,
   ipRestriction,
   // cors,
   // requestValidation,
