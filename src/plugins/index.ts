@@ -10,7 +10,7 @@ import basicAuth from './basic-auth/index.js';
 import jwtAuth from './jwt-auth/index.js';
 import consumerRestriction from './consumer-restriction/index.js';
 import ipRestriction from './ip-restriction/index.js';
-// import cors from './cors/index.js';
+import cors from './cors/index.js';
 // import requestValidation from './request-validation/index.js';
 
 export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -20,7 +20,7 @@ export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // esli
   jwtAuth,
   consumerRestriction,
   ipRestriction,
-  // cors,
+  cors,
   // requestValidation,
 ];
 
