@@ -24,6 +24,7 @@ export const ERRORS = {
   GH_ERR_AUTH_REQUIRED: { status: 401, message: 'authentication required' },
   GH_ERR_AUTH_INVALID: { status: 401, message: 'invalid credentials' },
   GH_ERR_ACCESS_DENIED: { status: 403, message: 'access denied' },
+  GH_ERR_REQUEST_INVALID: { status: 400, message: 'request does not match the schema' },
   GH_ERR_PLUGIN_FAILED: { status: 500, message: 'a plugin failed to handle the request' },
   GH_ERR_UPSTREAM_UNAVAILABLE: { status: 502, message: 'upstream failed to answer' },
   GH_ERR_UPSTREAM_NO_HEALTHY_NODE: { status: 503, message: 'no healthy upstream node' },

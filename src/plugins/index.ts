@@ -11,7 +11,7 @@ import jwtAuth from './jwt-auth/index.js';
 import consumerRestriction from './consumer-restriction/index.js';
 import ipRestriction from './ip-restriction/index.js';
 import cors from './cors/index.js';
-// import requestValidation from './request-validation/index.js';
+import requestValidation from './request-validation/index.js';
 
 export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
   keyAuth,
@@ -21,7 +21,7 @@ export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // esli
   consumerRestriction,
   ipRestriction,
   cors,
-  // requestValidation,
+  requestValidation,
 ];
 
 /** A registry with the built-in plugins. */
