@@ -417,10 +417,15 @@ describe('path normalisation (src/dataplane/router/normalize.ts)', () => {
     ['/public/./a//b', '/public/a/b'],
     ['/public/a/../b?x=1', '/public/b?x=1'],
     ['/public/%7Euser/%61', '/public/~user/a'],
-    ['/public/a%2fb', '/public/a%2Fb'],
     ['/public/a%2Eb/%2e', '/public/a.b/'],
     ['/public/a"b', '/public/a%22b'],
   ];
+  test('an encoded "/" is refused by default (proxy.ambiguousPaths: reject): 400, nothing upstream', async () => {
+    const { r, upstream } = await exchange(`GET /public/a%2fb HTTP/1.1\r\nHost: norm.test\r\nConnection: close\r\n\r\n`);
+    assertGatewayError(r, 400, 'GH_ERR_PATH_INVALID');
+    assert.deepEqual(upstream, NOTHING);
+  });
+
   for (const [path, forwarded] of normalised) {
     test(`${path} is forwarded as ${forwarded}`, async () => {
       const seenBefore = up.seen.length;
