@@ -5,6 +5,7 @@
 // For every repetition, every proxy is started, checked, and loaded with each body size (3 s warm-up, then
 // the measured run); its CPU time per request comes from /proc (utime + stime of its process tree).
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,7 +19,8 @@ import { freePort, waitReady, probe } from './lib/http.mjs';
 import { BODIES, writeUpstream, writeProxy, startNginx } from './lib/nginx.mjs';
 import { runWrk, errorCount } from './lib/wrk.mjs';
 import {
-  oneRouteYaml, manyRoutesYaml, writeRoutes, gatehouseMissing, startGatehouse, MANY_ROUTES, MANY_TARGET,
+  oneRouteYaml, manyRoutesYaml, pluginRoutesYaml, writeRoutes, gatehouseMissing, startGatehouse, MANY_ROUTES, MANY_TARGET,
+  PLUGIN_ROUTES,
 } from './lib/gatehouse.mjs';
 import { median, min, max, fmtRps, fmtMs, fmtRatio, fmtUs, textTable, mdTable } from './lib/stats.mjs';
 
@@ -26,6 +28,8 @@ const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
 const PROXY_CPU = '0'; // the proxy under test
 const RIG_CPU = '1'; // wrk and the upstream
+/** Gatehouse's extra scenarios, selectable with --scenarios. */
+const SCENARIOS = ['one-route', 'many-routes', 'reload', 'plugins'];
 
 // ---------------------------------------------------------------------------------------------- options
 const HELP = `Usage: node run.mjs [options]        (npm run bench -- [options])
@@ -39,6 +43,9 @@ const HELP = `Usage: node run.mjs [options]        (npm run bench -- [options])
   --proxies LIST       none,nginx,undici,fast-gateway,fastify,http-proxy,gatehouse    (BENCH_PROXIES)
   --no-scenarios       skip Gatehouse's extra scenarios (10,000 routes; reloads)      (BENCH_SCENARIOS=0)
   --scenarios-only     run only Gatehouse's extra scenarios
+  --scenarios LIST     which scenarios: one-route,many-routes,reload,plugins (all)    (BENCH_SCENARIOS=LIST)
+  --plugins-baseline DIR  another Gatehouse checkout (built) whose plain route is      (BENCH_PLUGINS_BASELINE)
+                       measured next to the plugins scenario, e.g. the last release
   --reload-mode MODE   how the reload scenario rewrites the file: inplace | rename    (BENCH_RELOAD_MODE)
   --gatehouse-dir DIR  the Gatehouse checkout (default: the directory above bench/)   (BENCH_GATEHOUSE_DIR)
   --ready-timeout S    seconds a proxy has to answer 200 before it is skipped (10)    (BENCH_READY_TIMEOUT)
@@ -58,7 +65,9 @@ function parseOptions(argv) {
     connections: env.BENCH_CONNECTIONS ? env.BENCH_CONNECTIONS.split(',').map(Number) : undefined,
     proxies: env.BENCH_PROXIES ? env.BENCH_PROXIES.split(',') : undefined,
     scenarios: env.BENCH_SCENARIOS !== '0',
+    scenarioList: env.BENCH_SCENARIOS && !['0', '1'].includes(env.BENCH_SCENARIOS) ? env.BENCH_SCENARIOS.split(',') : undefined,
     scenariosOnly: false,
+    pluginsBaseline: env.BENCH_PLUGINS_BASELINE ? path.resolve(env.BENCH_PLUGINS_BASELINE) : null,
     reloadMode: env.BENCH_RELOAD_MODE || 'inplace',
     gatehouseDir: env.BENCH_GATEHOUSE_DIR || path.resolve(BENCH_DIR, '..'),
     readyTimeout: env.BENCH_READY_TIMEOUT ? Number(env.BENCH_READY_TIMEOUT) : 10,
@@ -81,6 +90,8 @@ function parseOptions(argv) {
       case '--proxies': o.proxies = val().split(','); break;
       case '--no-scenarios': o.scenarios = false; break;
       case '--scenarios-only': o.scenariosOnly = true; o.scenarios = true; break;
+      case '--scenarios': o.scenarioList = val().split(','); o.scenarios = true; break;
+      case '--plugins-baseline': o.pluginsBaseline = path.resolve(val()); break;
       case '--reload-mode': o.reloadMode = val(); break;
       case '--gatehouse-dir': o.gatehouseDir = path.resolve(val()); break;
       case '--ready-timeout': o.readyTimeout = Number(val()); break;
@@ -99,12 +110,14 @@ function parseOptions(argv) {
   o.sizes = [...new Set(o.sizes)];
   o.connections = [...new Set(o.connections)];
   o.proxies = [...new Set(o.proxies)];
+  o.scenarioList = [...new Set(o.scenarioList ?? SCENARIOS)];
   const bad = (what, xs, ok) => {
     const wrong = xs.filter((x) => !ok(x));
     if (wrong.length) throw new Error(`unknown ${what}: ${wrong.join(', ')}`);
   };
   bad('size', o.sizes, (s) => s in BODIES);
   bad('proxy', o.proxies, (k) => PROXIES.some((p) => p.key === k));
+  bad('scenario', o.scenarioList, (k) => SCENARIOS.includes(k));
   bad('connection count', o.connections, (c) => Number.isInteger(c) && c > 0 && c <= 10000);
   for (const [k, lo, hi] of [['reps', 1, 50], ['duration', 1, 600], ['warmup', 0, 600], ['readyTimeout', 1, 300]]) {
     if (!(o[k] >= lo && o[k] <= hi)) throw new Error(`--${k} must be within ${lo}..${hi}`);
@@ -157,6 +170,15 @@ function cpuModel() {
   } catch {
     return os.cpus()[0]?.model ?? '?';
   }
+}
+
+/** A Gatehouse checkout's package version and git revision (when it is a git checkout). */
+function checkoutInfo(dir) {
+  let version = '?';
+  try { version = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).version; } catch {}
+  const r = spawnSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
+  const dirty = r.status === 0 && spawnSync('git', ['-C', dir, 'status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8' }).stdout.trim() !== '';
+  return { version, rev: r.status === 0 ? `${r.stdout.trim()}${dirty ? '+changes' : ''}` : null };
 }
 
 function commandLine(args) {
@@ -216,9 +238,11 @@ async function main() {
     pinned: opt.pin,
     options: {
       reps: opt.reps, durationS: opt.duration, warmupS: opt.warmup, sizes: opt.sizes,
-      connections: opt.connections, proxies: opt.proxies, scenarios: opt.scenarios, reloadMode: opt.reloadMode,
+      connections: opt.connections, proxies: opt.proxies, scenarios: opt.scenarios ? opt.scenarioList : [], reloadMode: opt.reloadMode,
       wrkThreads: 1,
     },
+    gatehouseRev: checkoutInfo(opt.gatehouseDir).rev,
+    pluginsBaseline: opt.pluginsBaseline ? checkoutInfo(opt.pluginsBaseline) : null,
     peers: Object.fromEntries(['undici', 'fast-gateway', 'fastify', '@fastify/http-proxy', 'http-proxy'].map((n) => [n, pkgVersion(n)])),
   };
   const labels = Object.fromEntries(PROXIES.map((p) => [p.key, p.label(meta)]));
@@ -282,14 +306,14 @@ async function main() {
   const scenarioRecords = [];
 
   // One warm-up plus one measured run against a running proxy; returns a record.
-  async function measure({ proc, port, urlPath, expectLength, connections, hostHeader, during }) {
+  async function measure({ proc, port, urlPath, expectLength, connections, hostHeader, headers, during }) {
     const wrkLog = path.join(tmp, 'wrk.log');
     if (opt.warmup > 0) {
-      await runWrk({ port, urlPath, connections, durationS: opt.warmup, cpu: RIG_CPU, logPath: wrkLog, hostHeader });
+      await runWrk({ port, urlPath, connections, durationS: opt.warmup, cpu: RIG_CPU, logPath: wrkLog, hostHeader, headers });
     }
     if (proc?.exited) throw new Error(`process exited during warm-up (code ${proc.exitCode}, signal ${proc.signal})`);
     if (expectLength !== undefined) {
-      const chk = await probe(port, urlPath, { timeoutMs: 5000, host: hostHeader });
+      const chk = await probe(port, urlPath, { timeoutMs: 5000, host: hostHeader, headers });
       if (chk.status !== 200 || chk.length !== expectLength) {
         throw new Error(`after warm-up: status ${chk.status}, ${chk.length} bytes (want 200, ${expectLength})`);
       }
@@ -299,7 +323,7 @@ async function main() {
     during?.start();
     let w;
     try {
-      w = await runWrk({ port, urlPath, connections, durationS: opt.duration, cpu: RIG_CPU, logPath: wrkLog, hostHeader });
+      w = await runWrk({ port, urlPath, connections, durationS: opt.duration, cpu: RIG_CPU, logPath: wrkLog, hostHeader, headers });
     } finally {
       during?.stop();
     }
@@ -353,7 +377,8 @@ async function main() {
         logPath,
       });
     } else {
-      if (ghMissing) throw new Error(ghMissing);
+      const missing = def.repo ? gatehouseMissing(def.repo) : ghMissing;
+      if (missing) throw new Error(missing);
       let file = routesFile;
       if (!file) {
         file = path.join(dir, 'routes.yaml');
@@ -362,7 +387,7 @@ async function main() {
       if (def.readyTimeoutS) timeoutMs = Math.max(timeoutMs, def.readyTimeoutS * 1000);
       statusPort = await freePort();
       proc = startGatehouse({
-        name: def.key, repo: opt.gatehouseDir, routesFile: file, port, statusPort, workDir: dir, cpu: PROXY_CPU, logPath,
+        name: def.key, repo: def.repo ?? opt.gatehouseDir, routesFile: file, port, statusPort, workDir: dir, cpu: PROXY_CPU, logPath,
       });
     }
     const probePath = def.probePath ?? BODIES.small.path;
@@ -431,47 +456,10 @@ async function main() {
     const gh = PROXIES.find((p) => p.key === 'gatehouse');
     const urlPath = MANY_TARGET.path;
     const connections = opt.connections[0];
-    for (let rep = 1; rep <= opt.reps && !scenarioNote; rep++) {
-      // (a) one catch-all route, steady; then (b) the same process while its file is rewritten every second.
-      const dirA = path.join(tmp, `scenario-one-${rep}`);
-      fs.mkdirSync(dirA, { recursive: true });
-      const oneFile = path.join(dirA, 'routes.yaml');
-      writeRoutes(oneFile, oneRouteYaml(upstreamPort));
-      let a;
-      try {
-        a = await startProxy({ ...gh, key: 'gatehouse', probePath: urlPath }, `one-${rep}`, oneFile);
-      } catch (e) {
-        scenarioNote = `Gatehouse (1 route) ${e.message}`;
-        log(`[scenario rep ${rep}] ${scenarioNote}`);
-        break;
-      }
-      // Alternate the order by repetition so that neither run always gets the fresher process.
-      const pair = [['one-route', null], ['reload', makeReloader(oneFile, upstreamPort, opt)]];
-      if (rep % 2 === 0) pair.reverse();
-      for (const [scenario, during] of pair) {
-        const tag = `[scenario rep ${rep}/${opt.reps}] ${scenario}`;
-        try {
-          const m0 = during ? await configMetrics(a.statusPort) : null;
-          const r = await measure({ proc: a.proc, port: a.port, urlPath, expectLength: BODIES.small.length, connections, during });
-          if (during) {
-            await sleep(300); // let the last rewrite land before reading the counters
-            const m1 = await configMetrics(a.statusPort);
-            r.reloads = during.count();
-            r.reloadsApplied = m0?.reloads !== undefined && m1?.reloads !== undefined ? m1.reloads - m0.reloads : null;
-            r.configErrors = m0?.errors !== undefined && m1?.errors !== undefined ? m1.errors - m0.errors : null;
-            r.logErrorLines = countLogErrors(a.proc);
-          }
-          scenarioRecords.push({ rep, scenario, connections, ...r });
-          log(`${tag}: ${fmtRun(r)}${during ? `, ${r.reloads} file rewrites, reloads applied ${r.reloadsApplied ?? 'n/a'}, config errors ${r.configErrors ?? 'n/a'}, ${r.logErrorLines} error log lines` : ''}`);
-        } catch (e) {
-          scenarioRecords.push({ rep, scenario, connections, error: e.message });
-          log(`${tag}: FAILED, ${e.message}`);
-        }
-        if (a.proc.exited) break;
-      }
-      await stopProcess(a.proc);
+    const want = (s) => opt.scenarioList.includes(s);
 
-      // (c) 10,000 routes, loading one of the last.
+    // (c) 10,000 routes, loading one of the last.
+    const manyRoutes = async (rep) => {
       const dirB = path.join(tmp, `scenario-many-${rep}`);
       fs.mkdirSync(dirB, { recursive: true });
       const manyFile = path.join(dirB, 'routes.yaml');
@@ -482,7 +470,7 @@ async function main() {
       } catch (e) {
         scenarioRecords.push({ rep, scenario: 'many-routes', connections, error: e.message });
         log(`[scenario rep ${rep}/${opt.reps}] many-routes: FAILED, ${e.message}`);
-        continue;
+        return;
       }
       try {
         const r = await measure({ proc: b.proc, port: b.port, urlPath, expectLength: BODIES.small.length, connections });
@@ -494,6 +482,120 @@ async function main() {
         log(`[scenario rep ${rep}/${opt.reps}] many-routes: FAILED, ${e.message}`);
       }
       await stopProcess(b.proc);
+    };
+
+    // (d) Plugin cost: one process serves a route with no plugins and one with key-auth + request-id; the two
+    // are loaded back to back, in alternating order by repetition. With --plugins-baseline, another build's
+    // plain route is measured in the same repetition (before or after, alternating).
+    const pluginKey = `bench-${randomBytes(24).toString('hex')}`;
+    const pluginVariants = {
+      'plugins-none': { urlPath: PLUGIN_ROUTES.plain.path, headers: {} },
+      'plugins-auth': { urlPath: PLUGIN_ROUTES.auth.path, headers: { apikey: pluginKey } },
+    };
+    const measurePlugin = async (rep, scenario, started, variant) => {
+      const tag = `[scenario rep ${rep}/${opt.reps}] ${scenario}`;
+      try {
+        const r = await measure({ proc: started.proc, port: started.port, urlPath: variant.urlPath, headers: variant.headers, expectLength: BODIES.small.length, connections });
+        scenarioRecords.push({ rep, scenario, connections, ...r });
+        log(`${tag}: ${fmtRun(r)}`);
+      } catch (e) {
+        scenarioRecords.push({ rep, scenario, connections, error: e.message });
+        log(`${tag}: FAILED, ${e.message}`);
+      }
+    };
+    const pluginsBaseline = async (rep) => {
+      const dir = path.join(tmp, `scenario-plugins-baseline-${rep}`);
+      fs.mkdirSync(dir, { recursive: true });
+      const file = path.join(dir, 'routes.yaml');
+      writeRoutes(file, pluginRoutesYaml(upstreamPort, null));
+      let started;
+      try {
+        started = await startProxy({ ...gh, key: 'gatehouse-baseline', repo: opt.pluginsBaseline, probePath: PLUGIN_ROUTES.plain.path }, `plugins-baseline-${rep}`, file);
+      } catch (e) {
+        scenarioRecords.push({ rep, scenario: 'plugins-baseline', connections, error: e.message });
+        log(`[scenario rep ${rep}/${opt.reps}] plugins-baseline: FAILED, ${e.message}`);
+        return;
+      }
+      await measurePlugin(rep, 'plugins-baseline', started, pluginVariants['plugins-none']);
+      await stopProcess(started.proc);
+    };
+    const plugins = async (rep) => {
+      if (opt.pluginsBaseline && rep % 2 === 1) await pluginsBaseline(rep);
+      const dir = path.join(tmp, `scenario-plugins-${rep}`);
+      fs.mkdirSync(dir, { recursive: true });
+      const file = path.join(dir, 'routes.yaml');
+      writeRoutes(file, pluginRoutesYaml(upstreamPort, pluginKey));
+      let started;
+      let ready = false;
+      try {
+        started = await startProxy({ ...gh, key: 'gatehouse', probePath: PLUGIN_ROUTES.plain.path }, `plugins-${rep}`, file);
+        // The plugins really run: no key is refused, the key is accepted and the request id comes back.
+        const without = await probe(started.port, PLUGIN_ROUTES.auth.path, { timeoutMs: 5000 });
+        const withKey = await probe(started.port, PLUGIN_ROUTES.auth.path, { timeoutMs: 5000, headers: { apikey: pluginKey } });
+        if (without.status !== 401 || withKey.status !== 200 || !withKey.headers['x-request-id']) {
+          throw new Error(`${PLUGIN_ROUTES.auth.path}: without the key ${without.status} (want 401), with it ${withKey.status} (want 200 with x-request-id)`);
+        }
+        ready = true;
+      } catch (e) {
+        if (started) await stopProcess(started.proc);
+        for (const scenario of Object.keys(pluginVariants)) scenarioRecords.push({ rep, scenario, connections, error: e.message });
+        log(`[scenario rep ${rep}/${opt.reps}] plugins: FAILED, ${e.message}`);
+      }
+      if (ready) {
+        const order = Object.keys(pluginVariants);
+        if (rep % 2 === 0) order.reverse();
+        for (const scenario of order) {
+          await measurePlugin(rep, scenario, started, pluginVariants[scenario]);
+          if (started.proc.exited) break;
+        }
+        await stopProcess(started.proc);
+      }
+      if (opt.pluginsBaseline && rep % 2 === 0) await pluginsBaseline(rep);
+    };
+
+    for (let rep = 1; rep <= opt.reps && !scenarioNote; rep++) {
+      // (a) one catch-all route, steady; then (b) the same process while its file is rewritten every second.
+      const oneDir = path.join(tmp, `scenario-one-${rep}`);
+      const oneFile = path.join(oneDir, 'routes.yaml');
+      // Alternate the order by repetition so that neither run always gets the fresher process.
+      const pair = [['one-route', null], ['reload', makeReloader(oneFile, upstreamPort, opt)]].filter(([scenario]) => want(scenario));
+      if (rep % 2 === 0) pair.reverse();
+      if (pair.length) {
+        fs.mkdirSync(oneDir, { recursive: true });
+        writeRoutes(oneFile, oneRouteYaml(upstreamPort));
+        let a;
+        try {
+          a = await startProxy({ ...gh, key: 'gatehouse', probePath: urlPath }, `one-${rep}`, oneFile);
+        } catch (e) {
+          scenarioNote = `Gatehouse (1 route) ${e.message}`;
+          log(`[scenario rep ${rep}] ${scenarioNote}`);
+          break;
+        }
+        for (const [scenario, during] of pair) {
+          const tag = `[scenario rep ${rep}/${opt.reps}] ${scenario}`;
+          try {
+            const m0 = during ? await configMetrics(a.statusPort) : null;
+            const r = await measure({ proc: a.proc, port: a.port, urlPath, expectLength: BODIES.small.length, connections, during });
+            if (during) {
+              await sleep(300); // let the last rewrite land before reading the counters
+              const m1 = await configMetrics(a.statusPort);
+              r.reloads = during.count();
+              r.reloadsApplied = m0?.reloads !== undefined && m1?.reloads !== undefined ? m1.reloads - m0.reloads : null;
+              r.configErrors = m0?.errors !== undefined && m1?.errors !== undefined ? m1.errors - m0.errors : null;
+              r.logErrorLines = countLogErrors(a.proc);
+            }
+            scenarioRecords.push({ rep, scenario, connections, ...r });
+            log(`${tag}: ${fmtRun(r)}${during ? `, ${r.reloads} file rewrites, reloads applied ${r.reloadsApplied ?? 'n/a'}, config errors ${r.configErrors ?? 'n/a'}, ${r.logErrorLines} error log lines` : ''}`);
+          } catch (e) {
+            scenarioRecords.push({ rep, scenario, connections, error: e.message });
+            log(`${tag}: FAILED, ${e.message}`);
+          }
+          if (a.proc.exited) break;
+        }
+        await stopProcess(a.proc);
+      }
+      if (want('many-routes')) await manyRoutes(rep);
+      if (want('plugins')) await plugins(rep);
     }
   }
 
@@ -662,7 +764,9 @@ function buildReport({ meta, labels, opt, records, skipped, scenarioRecords, sce
 
   // Scenarios.
   let scenarioSummary = null;
-  if (opt.scenarios) {
+  const want = (x) => opt.scenarios && opt.scenarioList.includes(x);
+  const routeScenarios = ['one-route', 'many-routes', 'reload'].filter(want);
+  if (routeScenarios.length) {
     md.push(`### Gatehouse scenarios (small body, ${opt.connections[0]} connections, request ${MANY_TARGET.path})`);
     md.push('');
     txt.push('== Gatehouse scenarios');
@@ -688,17 +792,20 @@ function buildReport({ meta, labels, opt, records, skipped, scenarioRecords, sce
           s.cpuUsPerReq ? fmtUs(s.cpuUsPerReq.median) : '-', ratioTo ? fmtRatio(s.rps.median / ratioTo.rps.median) : '-',
           `${s.errors}${extra}`]
         : [name, 'no successful run', '-', '-', '-', '-']);
-      const rows = [
-        row('1 route ("/*")', one, one),
-        row(`${MANY_ROUTES.toLocaleString('en-US')} routes, target #${MANY_TARGET.index} (${MANY_TARGET.kind}; answered ${manyReady !== null ? (manyReady / 1000).toFixed(1) : '-'} s after start)`, many, one),
-        row(`1 route, file rewritten every second (${opt.reloadMode}; rewrites per run ${reloads.join('/') || 0}, reloads applied ${applied.join('/')})`, rel, one,
-          (cfgErrors ? `; ${cfgErrors} config errors` : '') + (logErrors ? `; ${logErrors} error log lines` : '')),
-      ];
+      const rows = [];
+      if (want('one-route')) rows.push(row('1 route ("/*")', one, one));
+      if (want('many-routes')) {
+        rows.push(row(`${MANY_ROUTES.toLocaleString('en-US')} routes, target #${MANY_TARGET.index} (${MANY_TARGET.kind}; answered ${manyReady !== null ? (manyReady / 1000).toFixed(1) : '-'} s after start)`, many, one));
+      }
+      if (want('reload')) {
+        rows.push(row(`1 route, file rewritten every second (${opt.reloadMode}; rewrites per run ${reloads.join('/') || 0}, reloads applied ${applied.join('/')})`, rel, one,
+          (cfgErrors ? `; ${cfgErrors} config errors` : '') + (logErrors ? `; ${logErrors} error log lines` : '')));
+      }
       md.push(mdTable(['scenario', 'rps (median, min-max)', 'p99', 'CPU µs/req', 'rps vs 1 route', 'non-2xx + socket errors'], rows));
       md.push('');
-      md.push('The reload row must show 0 errors: a reload may cost throughput but never a request.');
+      if (want('reload')) md.push('The reload row must show 0 errors: a reload may cost throughput but never a request.');
       txt.push(textTable(['scenario', 'rps (median, min-max)', 'p99', 'CPU µs/req', 'vs 1 route', 'errors'], rows));
-      const failed = scenarioRecords.filter((r) => r.error);
+      const failed = scenarioRecords.filter((r) => r.error && routeScenarios.includes(r.scenario));
       if (failed.length) {
         md.push('');
         md.push(`Failed scenario runs: ${failed.map((r) => `${r.scenario} (rep ${r.rep}): ${r.error.split('\n')[0]}`).join('; ')}.`);
@@ -707,12 +814,86 @@ function buildReport({ meta, labels, opt, records, skipped, scenarioRecords, sce
     }
     md.push('');
   }
+  if (want('plugins')) {
+    const { section, text, summary } = pluginReport({ meta, opt, scenarioRecords, scenarioNote });
+    md.push(...section, '');
+    txt.push('', ...text);
+    scenarioSummary = { ...scenarioSummary, plugins: summary };
+  }
   const skippedList = Object.entries(skipped);
   if (skippedList.length) {
     txt.push('');
     for (const [k, why] of skippedList) txt.push(`skipped ${k}: ${why}`);
   }
   return { markdown: `${md.join('\n').trimEnd()}\n`, text: txt.join('\n'), summaries, scenarioSummary };
+}
+
+/**
+ * The plugin-cost section: (a) a route with no plugins, (b) key-auth + request-id, both served by one process and
+ * loaded back to back, and (0) the plain route of a baseline build when one was given. The headline figure is
+ * (b)/(a) CPU per request, paired by repetition (same process, same minute), as the median of those ratios.
+ */
+function pluginReport({ meta, opt, scenarioRecords, scenarioNote }) {
+  const connections = opt.connections[0];
+  const section = [`### Gatehouse plugin cost (small body, ${connections} connections; one process serves both routes)`, ''];
+  const text = ['== Gatehouse plugin cost'];
+  if (scenarioNote) {
+    section.push(`Not run: ${scenarioNote}.`);
+    text.push(`not run: ${scenarioNote}`);
+    return { section, text, summary: null };
+  }
+  const of = (scenario) => scenarioRecords.filter((r) => r.scenario === scenario);
+  const base = opt.pluginsBaseline ? summarize(of('plugins-baseline')) : null;
+  const none = summarize(of('plugins-none'));
+  const auth = summarize(of('plugins-auth'));
+  // Paired ratios, one per repetition where both runs succeeded.
+  const paired = (num, den) => {
+    const out = { cpu: [], rps: [] };
+    for (let rep = 1; rep <= opt.reps; rep++) {
+      const n = of(num).find((r) => r.rep === rep && !r.error);
+      const d = of(den).find((r) => r.rep === rep && !r.error);
+      if (!n || !d) continue;
+      if (n.cpuUsPerReq && d.cpuUsPerReq) out.cpu.push(n.cpuUsPerReq / d.cpuUsPerReq);
+      out.rps.push(n.rps / d.rps);
+    }
+    return out;
+  };
+  const range = (xs) => (xs.length ? `${fmtRatio(median(xs))} (${fmtRatio(min(xs))}-${fmtRatio(max(xs))})` : '-');
+  const authVsNone = paired('plugins-auth', 'plugins-none');
+  const noneVsBase = base ? paired('plugins-none', 'plugins-baseline') : null;
+  const baseInfo = meta.pluginsBaseline;
+  const baseLabel = baseInfo ? `Gatehouse ${baseInfo.version}${baseInfo.rev ? ` (${baseInfo.rev})` : ''}` : '';
+  const row = (name, s, ratios) => (s
+    ? [name, `${fmtRps(s.rps.median)} (${fmtRps(s.rps.min)}-${fmtRps(s.rps.max)})`, fmtMs(s.p99us),
+      s.cpuUsPerReq ? `${fmtUs(s.cpuUsPerReq.median)} (${fmtUs(s.cpuUsPerReq.min)}-${fmtUs(s.cpuUsPerReq.max)})` : '-',
+      ratios ? range(ratios.cpu) : '-', ratios ? range(ratios.rps) : '-', String(s.errors)]
+    : [name, 'no successful run', '-', '-', '-', '-', '-']);
+  const rows = [];
+  if (opt.pluginsBaseline) rows.push(row(`(0) ${PLUGIN_ROUTES.plain.label}, baseline build ${baseLabel}`, base, null));
+  rows.push(row(`(a) ${PLUGIN_ROUTES.plain.label}${baseInfo ? `, this build${meta.gatehouseRev ? ` (${meta.gatehouseRev})` : ''}` : ''}`, none, noneVsBase));
+  rows.push(row(`(b) ${PLUGIN_ROUTES.auth.label}`, auth, authVsNone));
+  const head = ['variant', 'rps (median, min-max)', 'p99', 'CPU µs/req (median, min-max)', 'CPU/req ratio, paired', 'rps ratio, paired', 'non-2xx + socket errors'];
+  section.push(mdTable(head, rows), '');
+  section.push('Ratios are per repetition, against the row above: (b)/(a), and (a)/(0) when a baseline build was measured; median (min-max).');
+  const cpuRatio = median(authVsNone.cpu);
+  if (cpuRatio !== null) {
+    section.push(`(b)/(a): ${fmtRatio(cpuRatio)}x the CPU per request and ${fmtRatio(median(authVsNone.rps))}x the rps of a route with no plugins; the target is under 1.10x CPU per request${cpuRatio < 1.1 ? ' (met)' : ' (not met)'}.`);
+  }
+  if (noneVsBase && noneVsBase.cpu.length) {
+    section.push(`(a)/(0): ${range(noneVsBase.cpu)} CPU per request against the baseline build: "no measurable cost" means within the run-to-run range of the baseline's own repetitions.`);
+  }
+  const noisy = [['(0)', base], ['(a)', none], ['(b)', auth]].filter(([, x]) => x?.cpu0ForeignPct > 10);
+  if (noisy.length) {
+    section.push(`⚠ Other processes used CPU 0 during the runs of ${noisy.map(([k, x]) => `${k} (${Math.round(x.cpu0ForeignPct)}%)`).join(', ')}: those figures are disturbed.`);
+  }
+  const failed = scenarioRecords.filter((r) => r.error && r.scenario.startsWith('plugins'));
+  if (failed.length) section.push('', `Failed runs: ${failed.map((r) => `${r.scenario} (rep ${r.rep}): ${r.error.split('\n')[0]}`).join('; ')}.`);
+  text.push(textTable(head, rows));
+  return {
+    section,
+    text,
+    summary: { baseline: base, none, auth, authVsNone, noneVsBaseline: noneVsBase },
+  };
 }
 
 main().catch((e) => {

@@ -30,6 +30,38 @@ export function oneRouteYaml(upstreamPort, labels) {
   return y;
 }
 
+/**
+ * The plugin-cost scenario: one process serves both routes, so the two variants differ only by the plugins.
+ *   /plain/*  no plugins (the request path skips the plugin machinery entirely)
+ *   /auth/*   key-auth + request-id; wrk sends the consumer's key in the apikey header
+ */
+export const PLUGIN_ROUTES = {
+  plain: { path: '/plain/hello', label: 'route with no plugins ("/plain/*")' },
+  auth: { path: '/auth/hello', label: 'key-auth + request-id ("/auth/*", wrk sends the apikey header)' },
+};
+
+/** Routes for the plugin-cost scenario; with `key` null, only the plain route (for a baseline build). */
+export function pluginRoutesYaml(upstreamPort, key) {
+  let y = `${upstreamYaml(upstreamPort)}routes:
+  - id: plain
+    paths: ["/plain/*"]
+    upstreamId: up
+`;
+  if (key === null) return y;
+  y += `  - id: auth
+    paths: ["/auth/*"]
+    upstreamId: up
+    plugins:
+      key-auth: {}
+      request-id: {}
+consumers:
+  - username: bench
+    credentials:
+      key-auth: { key: ${q(key)} }
+`;
+  return y;
+}
+
 export const MANY_ROUTES = 10000;
 /** The route the 10,000-routes scenario loads: a prefix route (no host) near the end of the file. */
 export const MANY_TARGET = { index: 9997, path: '/svc9997/hello', kind: 'prefix "/svc9997/*"' };

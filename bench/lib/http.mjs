@@ -17,11 +17,11 @@ export function freePort() {
   });
 }
 
-/** One GET; resolves { status, length } or rejects. Bounded by timeoutMs. */
-export function probe(port, path, { timeoutMs = 1000, host, keepBody = false } = {}) {
+/** One GET; resolves { status, length, headers } or rejects. Bounded by timeoutMs. `headers`: extra request headers. */
+export function probe(port, path, { timeoutMs = 1000, host, keepBody = false, headers = {} } = {}) {
   return new Promise((resolve, reject) => {
     const req = http.get(
-      { host: HOST, port, path, agent: false, timeout: timeoutMs, headers: host ? { host } : {} },
+      { host: HOST, port, path, agent: false, timeout: timeoutMs, headers: host ? { ...headers, host } : headers },
       (res) => {
         let length = 0;
         const chunks = [];

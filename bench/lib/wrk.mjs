@@ -59,10 +59,14 @@ export function errorCount(r) {
   return r.non2xx + s.connect + s.read + s.write + s.timeout;
 }
 
-/** One wrk run. Resolves the parsed summary; rejects when wrk fails or overruns its bound. */
-export async function runWrk({ port, urlPath, connections, threads = 1, durationS, cpu, logPath, hostHeader }) {
+/**
+ * One wrk run. Resolves the parsed summary; rejects when wrk fails or overruns its bound.
+ * `headers`: extra request headers ({ name: value }), sent on every request with wrk's -H.
+ */
+export async function runWrk({ port, urlPath, connections, threads = 1, durationS, cpu, logPath, hostHeader, headers = {} }) {
   const args = ['-t', String(threads), '-c', String(connections), '-d', `${durationS}s`, '--latency', '--timeout', '5s', '-s', LUA];
   if (hostHeader) args.push('-H', `Host: ${hostHeader}`);
+  for (const [name, value] of Object.entries(headers)) args.push('-H', `${name}: ${value}`);
   args.push(`http://${HOST}:${port}${urlPath}`);
   const p = startProcess('wrk', 'wrk', args, { cpu, logPath, stdout: 'pipe' });
   let out = '';
