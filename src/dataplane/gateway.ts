@@ -16,7 +16,7 @@ import { Metrics } from '../status/metrics.js';
 import { downstreamResponseHeaders, forwardInfo, TrustedProxies, upstreamRequestHeaders, type ForwardInfo } from './headers.js';
 import { Exchange, respond, respondError, sendError, type ClientRequest, type ClientResponse, type HealthReporter } from './proxy.js';
 import { Context } from './context.js';
-import { PluginFailure, runLog, runRequestPhases, type Chain } from './plugins/chain.js';
+import { PluginFailure, runLog, runRequestPhases, type Chain, type ChainVerdict } from './plugins/chain.js';
 import type { PluginResponse } from './plugins/types.js';
 import type { PluginRegistry } from './plugins/registry.js';
 import { normalizePath, splitTarget } from './router/normalize.js';
@@ -385,40 +385,63 @@ export class Gateway {
     ctx.chain = chain;
     ctx.onPluginError = this.onPluginError;
     const snap = this.snapshot!;
-    let settled = false;
-    const onClose = () => {
-      if (!settled) this.finish(ctx);
-    };
-    ctx.res.once('close', onClose);
     // Offered whenever there is a body: the consumer's chain, known only after auth, may need it too.
     const readBody = hasBody ? () => this.readBody(ctx, route) : null;
-    runRequestPhases(ctx, chain, (c) => snap.consumerPaths.get(c.username) ?? 'consumers', readBody).then(
-      (verdict) => {
-        if (ctx.res.destroyed || ctx.res.headersSent) return;
-        if ('respond' in verdict) return this.sendPluginResponse(ctx, verdict.respond);
-        if ('refuse' in verdict) {
-          const code = verdict.refuse === 'invalid' ? 'GH_ERR_AUTH_INVALID' : verdict.refuse === 'missing' ? 'GH_ERR_AUTH_REQUIRED' : 'GH_ERR_BODY_TOO_LARGE';
-          const extra: string[] = [];
-          if (code === 'GH_ERR_AUTH_REQUIRED') for (const c of verdict.challenges) extra.push('www-authenticate', c);
-          return respondError(ctx, code, code === 'GH_ERR_BODY_TOO_LARGE', extra);
+    let verdict: ChainVerdict | Promise<ChainVerdict>;
+    try {
+      verdict = runRequestPhases(ctx, chain, (c) => snap.consumerPaths.get(c.username) ?? 'consumers', readBody);
+    } catch (err) {
+      ctx.res.once('close', () => this.finish(ctx));
+      this.onChainError(ctx, route, err);
+      return;
+    }
+    if (!(verdict instanceof Promise)) {
+      // All hooks were synchronous: no promise, no listener beyond what the proxy adds itself.
+      if (!('proceed' in verdict)) ctx.res.once('close', () => this.finish(ctx));
+      this.onVerdict(ctx, route, hasBody, verdict);
+      return;
+    }
+    // While a hook is pending the client may leave; the proxy's own close listener takes over once it starts.
+    let proxied = false;
+    const onClose = () => {
+      if (!proxied) this.finish(ctx);
+    };
+    ctx.res.once('close', onClose);
+    verdict.then(
+      (v) => {
+        if ('proceed' in v && !ctx.res.destroyed && !ctx.res.headersSent) {
+          proxied = true;
+          ctx.res.off('close', onClose);
         }
-        ctx.chain = verdict.proceed;
-        settled = true;
-        ctx.res.off('close', onClose);
-        this.forward(ctx, route, hasBody);
+        this.onVerdict(ctx, route, hasBody, v);
       },
-      (err: unknown) => {
-        if (err instanceof BodyStalled) {
-          if (!ctx.res.destroyed) respondError(ctx, 'GH_ERR_REQUEST_TIMEOUT', true);
-          return;
-        }
-        // A client that went away while its body was being read is not a failure of the gateway.
-        if (ctx.req.destroyed || ctx.res.destroyed) return;
-        if (err instanceof PluginFailure) this.onPluginError(err);
-        else this.log.error({ err: (err as Error)?.name, route: route.id }, 'plugin chain failed');
-        respondError(ctx, 'GH_ERR_PLUGIN_FAILED');
-      },
+      (err: unknown) => this.onChainError(ctx, route, err),
     );
+  }
+
+  private onVerdict(ctx: Context, route: RouteRuntime, hasBody: boolean, verdict: ChainVerdict): void {
+    if (ctx.res.destroyed || ctx.res.headersSent) return;
+    if ('respond' in verdict) return this.sendPluginResponse(ctx, verdict.respond);
+    if ('refuse' in verdict) {
+      const code = verdict.refuse === 'invalid' ? 'GH_ERR_AUTH_INVALID' : verdict.refuse === 'missing' ? 'GH_ERR_AUTH_REQUIRED' : 'GH_ERR_BODY_TOO_LARGE';
+      const extra: string[] = [];
+      if (code === 'GH_ERR_AUTH_REQUIRED') for (const c of verdict.challenges) extra.push('www-authenticate', c);
+      return respondError(ctx, code, code === 'GH_ERR_BODY_TOO_LARGE', extra);
+    }
+    ctx.chain = verdict.proceed;
+    this.forward(ctx, route, hasBody);
+  }
+
+  private onChainError(ctx: Context, route: RouteRuntime, err: unknown): void {
+    if (err instanceof BodyStalled) {
+      if (!ctx.res.destroyed) respondError(ctx, 'GH_ERR_REQUEST_TIMEOUT', true);
+      return;
+    }
+    // A client that went away while its body was being read is not a failure of the gateway.
+    if (ctx.req.destroyed || ctx.res.destroyed) return;
+    if (err instanceof PluginFailure) this.onPluginError(err);
+    else this.log.error({ err: (err as Error)?.name, route: route.id }, 'plugin chain failed');
+    respondError(ctx, 'GH_ERR_PLUGIN_FAILED');
   }
 
   private sendPluginResponse(ctx: Context, r: PluginResponse): void {
@@ -599,7 +622,8 @@ export class Gateway {
       matched.stats.record(ctx.status, performance.now() - start, -1);
       lingerClose(socket, null);
     });
-    runRequestPhases(ctx, chain, (c) => snap.consumerPaths.get(c.username) ?? 'consumers', null).then(
+    // Not the hot path: a promise either way keeps this simple (a synchronous throw becomes a rejection).
+    new Promise<ChainVerdict>((resolve) => resolve(runRequestPhases(ctx, chain, (c) => snap.consumerPaths.get(c.username) ?? 'consumers', null))).then(
       (verdict) => {
         if (socket.destroyed) return;
         if ('respond' in verdict) return this.sendPluginResponse(ctx, verdict.respond);

@@ -119,60 +119,143 @@ function isThenable<T>(v: unknown): v is PromiseLike<T> {
   return v !== null && typeof v === 'object' && typeof (v as { then?: unknown }).then === 'function';
 }
 
-async function call<T>(entry: ChainEntry, phase: string, fn: () => T | Promise<T>): Promise<T> {
-  try {
-    const r = fn();
-    return isThenable<T>(r) ? await r : r;
-  } catch (e) {
-    throw new PluginFailure(entry.name, phase, e);
-  }
-}
-
 export type ChainVerdict = { respond: PluginResponse } | { refuse: AuthOutcome; challenges: string[] } | { proceed: Chain };
 
+const REWRITE = 0;
+const AUTH = 1;
+const BODY = 2;
+const ACCESS = 3;
+const BEFORE_UPSTREAM = 4;
+
+/** Where a run of the request phases stands; it resumes there after a hook's promise settles. */
+interface RunState {
+  phase: number;
+  i: number;
+  active: Chain;
+  invalid: boolean;
+  consumerPath: (c: Consumer) => string;
+  readBody: (() => Promise<boolean>) | null;
+}
+
 /**
- * Runs the request phases: rewrite, the auth group, access, before-upstream. Resolves with a response to
- * send, an auth refusal, or the chain to use for the response phases (the consumer's, once known).
- * Rejects with PluginFailure when a plugin throws: the caller answers 500 and never proxies.
+ * Runs the request phases: rewrite, the auth group, access, before-upstream. Returns a response to send, an
+ * auth refusal, or the chain to use for the response phases (the consumer's, once known). Throws or rejects
+ * with PluginFailure when a plugin throws: the caller answers 500 and never proxies.
+ *
+ * HOT PATH: it stays synchronous while the hooks are (no promise, no microtask turn per hook) and only becomes
+ * asynchronous from the first hook that returns a promise, resuming where it stood.
  */
-export async function runRequestPhases(
+export function runRequestPhases(
   ctx: PluginContext,
   chain: Chain,
   consumerPath: (c: Consumer) => string,
-  /** Reads the body into ctx.bufferedBody; false when it is over the route's limit. Null when not needed. */
+  /** Reads the body into ctx.bufferedBody; false when it is over the route's limit. Null when there is none. */
   readBody: (() => Promise<boolean>) | null,
-): Promise<ChainVerdict> {
-  for (const e of chain.rewrite) {
-    const r = await call(e, 'rewrite', () => e.instance.rewrite!(ctx));
-    if (r) return { respond: r };
-  }
-  let active = chain;
-  if (chain.auth.length > 0) {
-    // Any one auth plugin that identifies a consumer authenticates the request (documented in docs/plugins).
-    let invalid = false;
-    for (const e of chain.auth) {
-      const r: AuthResult = await call(e, 'authenticate', () => e.instance.authenticate!(ctx));
-      if ('consumer' in r) {
-        ctx.consumer = r.consumer;
+): ChainVerdict | Promise<ChainVerdict> {
+  return resume(ctx, { phase: REWRITE, i: 0, active: chain, invalid: false, consumerPath, readBody });
+}
+
+function resume(ctx: PluginContext, s: RunState): ChainVerdict | Promise<ChainVerdict> {
+  for (;;) {
+    let entry: ChainEntry;
+    let phase: string;
+    let result: unknown;
+    switch (s.phase) {
+      case REWRITE:
+        if (s.i >= s.active.rewrite.length) {
+          s.phase = AUTH;
+          s.i = 0;
+          continue;
+        }
+        entry = s.active.rewrite[s.i++]!;
+        phase = 'rewrite';
         break;
+      case AUTH:
+        // Any one auth plugin that identifies a consumer authenticates the request (docs/plugins/README.md).
+        if (ctx.consumer === null && s.i < s.active.auth.length) {
+          entry = s.active.auth[s.i++]!;
+          phase = 'authenticate';
+          break;
+        }
+        if (s.active.auth.length > 0) {
+          if (ctx.consumer === null) return { refuse: s.invalid ? 'invalid' : 'missing', challenges: s.active.challenges };
+          ctx.setUpstreamHeader('x-consumer-username', ctx.consumer.username);
+          s.active = s.active.forConsumer(ctx.consumer, s.consumerPath(ctx.consumer));
+        }
+        s.phase = BODY;
+        s.i = 0;
+        continue;
+      case BODY: {
+        s.phase = ACCESS;
+        // Bodies are read only for authenticated requests, and only when a plugin needs them.
+        if (s.readBody !== null && s.active.needsBody) {
+          return s.readBody().then((ok) => (ok ? resume(ctx, s) : { refuse: 'too-large' as const, challenges: [] }));
+        }
+        continue;
       }
-      if ('invalid' in r) invalid = true;
+      case ACCESS:
+        if (s.i >= s.active.access.length) {
+          s.phase = BEFORE_UPSTREAM;
+          s.i = 0;
+          continue;
+        }
+        entry = s.active.access[s.i++]!;
+        phase = 'access';
+        break;
+      case BEFORE_UPSTREAM:
+        if (s.i >= s.active.beforeUpstream.length) return { proceed: s.active };
+        entry = s.active.beforeUpstream[s.i++]!;
+        phase = 'beforeUpstream';
+        break;
+      default:
+        return { proceed: s.active };
     }
-    if (ctx.consumer === null) return { refuse: invalid ? 'invalid' : 'missing', challenges: chain.challenges };
-    ctx.setUpstreamHeader('x-consumer-username', ctx.consumer.username);
-    active = chain.forConsumer(ctx.consumer, consumerPath(ctx.consumer));
+    try {
+      result = invoke(entry, s.phase, ctx);
+    } catch (err) {
+      throw new PluginFailure(entry.name, phase, err);
+    }
+    if (isThenable(result)) {
+      const e = entry;
+      const ph = phase;
+      return Promise.resolve(result).then(
+        (value) => {
+          const verdict = settle(ctx, s, value);
+          return verdict ?? resume(ctx, s);
+        },
+        (err: unknown) => {
+          throw new PluginFailure(e.name, ph, err);
+        },
+      );
+    }
+    const verdict = settle(ctx, s, result);
+    if (verdict !== null) return verdict;
   }
-  // Bodies are read only for authenticated requests, and only when a plugin needs them.
-  if (readBody !== null && active.needsBody && !(await readBody())) return { refuse: 'too-large', challenges: [] };
-  for (const e of active.access) {
-    const r = await call(e, 'access', () => e.instance.access!(ctx));
-    if (r) return { respond: r };
+}
+
+function invoke(e: ChainEntry, phase: number, ctx: PluginContext): unknown {
+  const inst = e.instance;
+  switch (phase) {
+    case REWRITE:
+      return inst.rewrite!(ctx);
+    case AUTH:
+      return inst.authenticate!(ctx);
+    case ACCESS:
+      return inst.access!(ctx);
+    default:
+      return inst.beforeUpstream!(ctx);
   }
-  for (const e of active.beforeUpstream) {
-    const r = await call(e, 'beforeUpstream', () => e.instance.beforeUpstream!(ctx));
-    if (r) return { respond: r };
+}
+
+/** Apply one hook's outcome; a verdict ends the run. */
+function settle(ctx: PluginContext, s: RunState, value: unknown): ChainVerdict | null {
+  if (s.phase === AUTH) {
+    const r = value as AuthResult;
+    if ('consumer' in r) ctx.consumer = r.consumer;
+    else if ('invalid' in r) s.invalid = true;
+    return null;
   }
-  return { proceed: active };
+  return value ? { respond: value as PluginResponse } : null;
 }
 
 /** Response phase: plugins may change status and headers (reverse priority order). Errors are contained. */
