@@ -12,24 +12,10 @@ import { builtinRegistry } from '../src/plugins/index.js';
 import { validateDeclarative } from '../src/model/validate.js';
 import { node, startUpstream, type TestUpstream } from './helpers/upstream.js';
 import { json, send } from './helpers/http.js';
+import { harness } from './helpers/harness.js';
 
 const FIXTURES = fileURLToPath(new URL('../../test/fixtures/plugins/', import.meta.url));
-const cleanups: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
-
-async function upstream(): Promise<TestUpstream> {
-  const u = await startUpstream();
-  cleanups.push(() => u.close());
-  return u;
-}
-
-async function gateway(config: unknown, settings?: Record<string, unknown>): Promise<InProcessGateway> {
-  const g = await startInProcessGateway({ config, settings });
-  cleanups.push(() => g.close());
-  return g;
-}
+const { upstream, gateway } = harness();
 
 const consumers = [
   { username: 'alice', credentials: { 'key-auth': { key: 'alice-secret-key' } } },

@@ -12,23 +12,9 @@ import { once } from 'node:events';
 import { startInProcessGateway, type InProcessGateway } from '../src/process/in-process.js';
 import { closedPort, echo, node, startUpstream, type TestUpstream } from './helpers/upstream.js';
 import { json, send } from './helpers/http.js';
+import { harness } from './helpers/harness.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
-
-async function upstream(...args: Parameters<typeof startUpstream>): Promise<TestUpstream> {
-  const u = await startUpstream(...args);
-  cleanups.push(() => u.close());
-  return u;
-}
-
-async function gateway(config: unknown, settings?: Record<string, unknown>): Promise<InProcessGateway> {
-  const g = await startInProcessGateway({ config, settings });
-  cleanups.push(() => g.close());
-  return g;
-}
+const { upstream, gateway, defer } = harness();
 
 function route(id: string, paths: string[], up: unknown, extra: Record<string, unknown> = {}) {
   return typeof up === 'string' ? { id, paths, upstreamId: up, ...extra } : { id, paths, upstream: up, ...extra };
@@ -373,15 +359,10 @@ describe('streaming', () => {
 });
 
 describe('aborts', () => {
-  it('an upstream that resets mid-body aborts the client connection (never a clean short response)', async () => {
-    const breaking = await upstream((_q, res) => {
-      res.writeHead(200, { 'content-length': 100000 });
-      res.write(Buffer.alloc(1000, 1));
-      setTimeout(() => res.socket?.destroy(), 50);
-    });
-    const gw = await gateway({ routes: [route('r', ['/*'], { nodes: [node(breaking.port)], retries: 0 })] });
-    const outcome = await new Promise<string>((resolve) => {
-      const req = request({ host: '127.0.0.1', port: gw.http, path: '/', agent: false }, (res) => {
+  /** Whether a GET through the gateway ends cleanly or is cut off. */
+  function outcome(port: number): Promise<'clean end' | 'aborted'> {
+    return new Promise((resolve) => {
+      const req = request({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
         res.on('data', () => {});
         res.on('end', () => resolve('clean end'));
         res.on('aborted', () => resolve('aborted'));
@@ -390,7 +371,16 @@ describe('aborts', () => {
       req.on('error', () => resolve('aborted'));
       req.end();
     });
-    assert.equal(outcome, 'aborted');
+  }
+
+  it('an upstream that resets mid-body aborts the client connection (never a clean short response)', async () => {
+    const breaking = await upstream((_q, res) => {
+      res.writeHead(200, { 'content-length': 100000 });
+      res.write(Buffer.alloc(1000, 1));
+      setTimeout(() => res.socket?.destroy(), 50);
+    });
+    const gw = await gateway({ routes: [route('r', ['/*'], { nodes: [node(breaking.port)], retries: 0 })] });
+    assert.equal(await outcome(gw.http), 'aborted');
   });
 
   it('the same holds for a chunked upstream response', async () => {
@@ -400,17 +390,7 @@ describe('aborts', () => {
       setTimeout(() => res.socket?.destroy(), 50);
     });
     const gw = await gateway({ routes: [route('r', ['/*'], { nodes: [node(breaking.port)], retries: 0 })] });
-    const outcome = await new Promise<string>((resolve) => {
-      const req = request({ host: '127.0.0.1', port: gw.http, path: '/', agent: false }, (res) => {
-        res.on('data', () => {});
-        res.on('end', () => resolve('clean end'));
-        res.on('aborted', () => resolve('aborted'));
-        res.on('error', () => resolve('aborted'));
-      });
-      req.on('error', () => resolve('aborted'));
-      req.end();
-    });
-    assert.equal(outcome, 'aborted');
+    assert.equal(await outcome(gw.http), 'aborted');
   });
 
   it('a client that goes away cancels the upstream request', async () => {
@@ -463,7 +443,7 @@ describe('nodes are data', () => {
     const runtime = gw.gateway.current!.upstreams.get('upstream:u')!;
     const { Agent, request: undiciRequest } = await import('undici');
     const agent = new Agent({ connections: 8 });
-    cleanups.push(() => agent.close());
+    defer(() => agent.close());
     const bodies = new Map<string, number>();
     let failures = 0;
     let swaps = 0;

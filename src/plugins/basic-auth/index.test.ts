@@ -18,23 +18,9 @@ import { node, startUpstream, type TestUpstream } from '../../../test/helpers/up
 import { json, send, type Reply } from '../../../test/helpers/http.js';
 import basicAuth, { type BasicAuthIndex } from './index.js';
 import { Limiter, parseScrypt, scryptLimiter } from './scrypt.js';
+import { harness } from '../../../test/helpers/harness.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
-
-async function upstream(): Promise<TestUpstream> {
-  const u = await startUpstream();
-  cleanups.push(() => u.close());
-  return u;
-}
-
-async function gateway(config: unknown): Promise<InProcessGateway> {
-  const g = await startInProcessGateway({ config });
-  cleanups.push(() => g.close());
-  return g;
-}
+const { upstream, gateway } = harness();
 
 const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`, 'utf8').toString('base64')}`;
 const code = (r: Reply) => (json(r).error as { code: string }).code;

@@ -12,11 +12,9 @@ import { builtinRegistry } from '../index.js';
 import { validateDeclarative } from '../../model/validate.js';
 import { node, startUpstream, type TestUpstream } from '../../../test/helpers/upstream.js';
 import { json, send, type Reply } from '../../../test/helpers/http.js';
+import { harness } from '../../../test/helpers/harness.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const { defer } = harness();
 
 const code = (r: Reply) => (json(r).error as { code: string }).code;
 
@@ -70,7 +68,7 @@ describe('consumer-restriction traffic', () => {
 
   before(async () => {
     up = await startUpstream();
-    cleanups.push(() => up.close());
+    defer(() => up.close());
     const route = (id: string, restriction: unknown, auth = true) => ({
       id,
       paths: [`/${id}`],
@@ -91,7 +89,7 @@ describe('consumer-restriction traffic', () => {
         ],
       },
     });
-    cleanups.push(() => gw.close());
+    defer(() => gw.close());
   });
 
   /** Status for each consumer on a path, as "name:status". */
@@ -150,9 +148,9 @@ describe('consumer-restriction doc', () => {
     assert.ok(yamlBlock, 'the doc has the example config');
     const example = parse(yamlBlock) as Record<string, unknown>;
     const up = await startUpstream();
-    cleanups.push(() => up.close());
+    defer(() => up.close());
     const gw = await startInProcessGateway({ config: { ...example, upstreams: [{ id: 'reports', nodes: [node(up.port)] }] } });
-    cleanups.push(() => gw.close());
+    defer(() => gw.close());
     const as = (key?: string) => send(gw.http, '/reports/q1', { headers: key ? { apikey: key } : {} });
     assert.equal((await as('dave-secret-key')).status, 200);
     assert.equal(code(await as('bob-secret-key-1')), 'GH_ERR_ACCESS_DENIED');

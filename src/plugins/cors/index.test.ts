@@ -12,11 +12,9 @@ import { startInProcessGateway, type InProcessGateway } from '../../process/in-p
 import { builtinRegistry } from '../index.js';
 import { validateDeclarative } from '../../model/validate.js';
 import { echo, node, startUpstream, type TestUpstream } from '../../../test/helpers/upstream.js';
+import { harness } from '../../../test/helpers/harness.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const { gateway, defer } = harness();
 
 interface Answer {
   status: number;
@@ -63,14 +61,8 @@ async function upstream(): Promise<TestUpstream> {
     }
     echo(req, res, seen);
   });
-  cleanups.push(() => u.close());
+  defer(() => u.close());
   return u;
-}
-
-async function gateway(config: unknown): Promise<InProcessGateway> {
-  const g = await startInProcessGateway({ config });
-  cleanups.push(() => g.close());
-  return g;
 }
 
 function problems(plugins: Record<string, unknown>, scope: 'route' | 'consumer' = 'route'): string[] {

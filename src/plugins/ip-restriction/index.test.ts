@@ -13,22 +13,14 @@ import { validateDeclarative } from '../../model/validate.js';
 import { node, startUpstream, type TestUpstream } from '../../../test/helpers/upstream.js';
 import { json, send, type Reply } from '../../../test/helpers/http.js';
 import { AddressMatcher, parseRule } from '../../core/cidr.js';
+import { harness } from '../../../test/helpers/harness.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
-
-async function upstream(): Promise<TestUpstream> {
-  const u = await startUpstream();
-  cleanups.push(() => u.close());
-  return u;
-}
+const { upstream, defer } = harness();
 
 /** The test client connects from 127.0.0.1; trusting it lets X-Forwarded-For stand for any client address. */
 async function gateway(config: unknown, trustLoopback = true): Promise<InProcessGateway> {
   const g = await startInProcessGateway({ config, settings: trustLoopback ? { 'proxy.trustedProxies': ['127.0.0.1'] } : {} });
-  cleanups.push(() => g.close());
+  defer(() => g.close());
   return g;
 }
 

@@ -20,23 +20,9 @@ import { node, startUpstream, type TestUpstream } from '../../../test/helpers/up
 import { json, send, type Reply } from '../../../test/helpers/http.js';
 import { ALGORITHMS, claimsAcceptable, decodeJws, hmacVerifier, publicKeyVerifier, type Algorithm } from './verify.js';
 import { JwksSource, cacheControlMaxAge } from './jwks.js';
+import { harness } from '../../../test/helpers/harness.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
-
-async function upstream(): Promise<TestUpstream> {
-  const u = await startUpstream();
-  cleanups.push(() => u.close());
-  return u;
-}
-
-async function gateway(config: unknown): Promise<InProcessGateway> {
-  const g = await startInProcessGateway({ config });
-  cleanups.push(() => g.close());
-  return g;
-}
+const { upstream, gateway, defer } = harness();
 
 const INVALID_BODY = errorBody('GH_ERR_AUTH_INVALID').toString();
 const REQUIRED_BODY = errorBody('GH_ERR_AUTH_REQUIRED').toString();
@@ -597,7 +583,7 @@ async function jwksServer(keys: JWK[]): Promise<JwksServer> {
           for (const s of sockets) s.destroy();
           server.close(() => r());
         });
-  cleanups.push(() => state.close());
+  defer(() => state.close());
   return state;
 }
 

@@ -15,11 +15,9 @@ import { validateDeclarative } from '../../model/validate.js';
 import { node, startUpstream, type TestUpstream } from '../../../test/helpers/upstream.js';
 import { json, send, type Reply } from '../../../test/helpers/http.js';
 import plugin, { scanJson } from './index.js';
+import { harness } from '../../../test/helpers/harness.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const { gateway, defer } = harness();
 
 /** An upstream that keeps every body it receives, byte for byte, and answers with its length. */
 async function recorder(): Promise<TestUpstream & { bodies: Buffer[] }> {
@@ -39,14 +37,8 @@ async function recorder(): Promise<TestUpstream & { bodies: Buffer[] }> {
     },
     { readBody: false },
   );
-  cleanups.push(() => u.close());
+  defer(() => u.close());
   return Object.assign(u, { bodies });
-}
-
-async function gateway(config: unknown): Promise<InProcessGateway> {
-  const g = await startInProcessGateway({ config });
-  cleanups.push(() => g.close());
-  return g;
 }
 
 function problems(conf: unknown): string[] {
