@@ -73,7 +73,7 @@ describe('registry', () => {
 
   it('loads custom plugins from a directory', async () => {
     const reg = builtinRegistry();
-    assert.deepEqual(await loadPluginDirectory(FIXTURES, reg), ['header-stamp']);
+    assert.deepEqual(await loadPluginDirectory(FIXTURES, reg), ['body-upper', 'body-wrap', 'header-stamp']);
     assert.ok(reg.has('header-stamp'));
     await assert.rejects(loadPluginDirectory(`${FIXTURES}does-not-exist`, builtinRegistry()), /cannot read the plugin directory/);
   });
@@ -225,5 +225,33 @@ describe('bodies read for plugins', () => {
     assert.match(answer, /^HTTP\/1\.1 408 /);
     assert.match(answer, /GH_ERR_REQUEST_TIMEOUT/);
     assert.equal(up.seen.length, 0);
+  });
+});
+
+describe('response body phase', () => {
+  it('filters stream in reverse priority order, and the length is recomputed', async () => {
+    const up = await upstream((_q, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 11 });
+      res.write('hello ');
+      setTimeout(() => res.end('world'), 20);
+    });
+    const gw = await gateway(
+      {
+        routes: [
+          { id: 'both', paths: ['/both'], upstream: { nodes: [node(up.port)] }, plugins: { 'body-upper': {}, 'body-wrap': {} } },
+          { id: 'upper', paths: ['/upper'], upstream: { nodes: [node(up.port)] }, plugins: { 'body-upper': {} } },
+          { id: 'plain', paths: ['/plain'], upstream: { nodes: [node(up.port)] } },
+        ],
+      },
+      { 'plugins.directory': FIXTURES },
+    );
+    // Response phases run from the lowest priority up: body-upper (110) first, then body-wrap (120) wraps its output.
+    const both = await send(gw.http, '/both');
+    assert.equal(both.body, '[HELLO WORLD]');
+    assert.equal(both.headers['content-length'], undefined);
+    assert.equal((await send(gw.http, '/upper')).body, 'HELLO WORLD');
+    const plain = await send(gw.http, '/plain');
+    assert.equal(plain.body, 'hello world');
+    assert.equal(plain.headers['content-length'], '11');
   });
 });

@@ -15,6 +15,7 @@ import type { UpstreamRuntime } from './upstream/upstream.js';
 import type { NodeState, PickContext } from './upstream/types.js';
 import type { Timeouts } from '../model/common.js';
 import type { Context } from './context.js';
+import { PluginFailure, runResponseBody } from './plugins/chain.js';
 
 export type ClientRequest = IncomingMessage | Http2ServerRequest;
 export type ClientResponse = ServerResponse | Http2ServerResponse;
@@ -59,6 +60,14 @@ const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', '
 const JSON_HEADERS = 'application/json';
 
 function noop(): void {}
+
+const EMPTY = Buffer.alloc(0);
+
+function withoutHeader(list: string[], lower: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < list.length; i += 2) if (list[i]!.toLowerCase() !== lower) out.push(list[i]!, list[i + 1]!);
+  return out;
+}
 
 /** Write a gateway-made JSON error, or cut the connection if the response has already started. */
 export function sendError(res: ClientResponse, code: ErrorCode, close = false): void {
@@ -130,6 +139,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private abortUpstream: ((err?: Error) => void) | null = null;
   private body: Readable | null = null;
   private buffered: Buffer | null = null;
+  /** Plugins filter the response body (the route has responseBody hooks). */
+  private filterBody = false;
   private bodyStarted = false;
   private headersAt = 0;
   private sentAt = 0;
@@ -279,6 +290,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
       if (head.status !== statusCode) statusText = '';
       statusCode = head.status;
       headers = head.headers;
+      if (this.ctx.chain !== null && this.ctx.chain.responseBody.length > 0) {
+        // A body filter changes the length: the framing is left to the server (chunked, or close for HTTP/1.0).
+        this.filterBody = true;
+        headers = withoutHeader(headers, 'content-length');
+      }
     }
     this.ctx.status = statusCode;
     try {
@@ -297,6 +313,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onData(chunk: Buffer): boolean {
+    if (this.filterBody) {
+      const out = this.filter(chunk, false);
+      if (out === null) return false;
+      if (out.length === 0) return true;
+      chunk = out;
+    }
     const ok = (this.ctx.res as ServerResponse).write(chunk);
     if (!ok) (this.ctx.res as ServerResponse).once('drain', this.drainWaiting!);
     return ok;
@@ -305,6 +327,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
   onComplete(trailers: string[] | Buffer[] | null): void {
     this.done(true);
     const res = this.ctx.res;
+    if (this.filterBody) {
+      const tail = this.filter(EMPTY, true);
+      if (tail === null) return;
+      if (tail.length > 0) (res as ServerResponse).write(tail);
+    }
     if (trailers && trailers.length && !this.ctx.h2) {
       const t: Record<string, string> = {};
       for (let i = 0; i < trailers.length; i += 2) t[String(trailers[i])] = String(trailers[i + 1]);
@@ -357,6 +384,19 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     this.fail(timeoutCode(e) ? 'GH_ERR_UPSTREAM_TIMEOUT' : 'GH_ERR_UPSTREAM_UNAVAILABLE');
+  }
+
+  /** Run the response body filters; on a plugin failure the response is cut off (its head is already sent). */
+  private filter(chunk: Buffer, last: boolean): Buffer | null {
+    try {
+      return runResponseBody(this.ctx, this.ctx.chain!, chunk, last);
+    } catch (err) {
+      if (err instanceof PluginFailure) this.ctx.onPluginError?.(err);
+      this.finished = true;
+      this.abortUpstream?.(new Error('response body filter failed'));
+      this.ctx.res.destroy();
+      return null;
+    }
   }
 
   /**

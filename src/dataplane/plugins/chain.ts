@@ -60,6 +60,8 @@ export class Chain {
   /** Reverse priority order. */
   readonly responseHeaders: ChainEntry[];
   /** Reverse priority order. */
+  readonly responseBody: ChainEntry[];
+  /** Reverse priority order. */
   readonly log: ChainEntry[];
   /** Challenges (WWW-Authenticate values) of the auth plugins that have one. */
   readonly challenges: string[];
@@ -77,6 +79,7 @@ export class Chain {
     this.access = this.entries.filter((e) => has(e, 'access'));
     this.beforeUpstream = this.entries.filter((e) => has(e, 'beforeUpstream'));
     this.responseHeaders = this.entries.filter((e) => has(e, 'responseHeaders')).reverse();
+    this.responseBody = this.entries.filter((e) => has(e, 'responseBody')).reverse();
     this.log = this.entries.filter((e) => has(e, 'log')).reverse();
     this.challenges = this.auth.map((e) => e.instance.challenge).filter((c): c is string => typeof c === 'string');
     this.needsBody = this.entries.some((e) => e.instance.needsBody === true);
@@ -267,6 +270,28 @@ export function runResponseHeaders(ctx: PluginContext, chain: Chain, head: Respo
       onError(new PluginFailure(e.name, 'responseHeaders', err));
     }
   }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** Response body phase: one chunk through every filter (reverse priority order). Throws PluginFailure. */
+export function runResponseBody(ctx: PluginContext, chain: Chain, chunk: Buffer, last: boolean): Buffer {
+  let data = chunk;
+  for (let i = 0; i < chain.responseBody.length; i++) {
+    const e = chain.responseBody[i]!;
+    // After a filter has emitted its last bytes, the next ones still get them as a chunk, then their own `last`.
+    try {
+      const out = e.instance.responseBody!(ctx, data, false);
+      data = out ?? EMPTY;
+      if (last) {
+        const tail = e.instance.responseBody!(ctx, EMPTY, true);
+        if (tail !== null && tail.length > 0) data = data.length > 0 ? Buffer.concat([data, tail]) : tail;
+      }
+    } catch (err) {
+      throw new PluginFailure(e.name, 'responseBody', err);
+    }
+  }
+  return data;
 }
 
 /** Log phase, after the response: never delays it, never throws. */

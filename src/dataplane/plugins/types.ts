@@ -74,6 +74,13 @@ export interface PluginInstance {
   beforeUpstream?(ctx: PluginContext): PhaseResult;
   /** Response phase (reverse priority order): change the status and headers before they are written. */
   responseHeaders?(ctx: PluginContext, head: ResponseHead): void;
+  /**
+   * Response phase (reverse priority order), for proxied responses on routes where a plugin has it: change the
+   * body as it streams. Called per chunk with `last` false, then once with an empty chunk and `last` true.
+   * Returns the bytes to send now (an empty Buffer or null to hold them back; a plugin that needs the whole
+   * body keeps the chunks and returns them at `last`). The response then goes out without Content-Length.
+   */
+  responseBody?(ctx: PluginContext, chunk: Buffer, last: boolean): Buffer | null;
   /** After the response, never delaying it (reverse priority order). Must not throw; errors are logged. */
   log?(ctx: PluginContext): void;
   /** The plugin reads the request body (ctx.bufferedBody): the gateway reads it, within the route's limit, before access. */
