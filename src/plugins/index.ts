@@ -12,6 +12,9 @@ import consumerRestriction from './consumer-restriction/index.js';
 import ipRestriction from './ip-restriction/index.js';
 import cors from './cors/index.js';
 import requestValidation from './request-validation/index.js';
+// import faultInjection from './fault-injection/index.js';
+// import proxyRewrite from './proxy-rewrite/index.js';
+// import responseRewrite from './response-rewrite/index.js';
 
 export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
   keyAuth,
@@ -22,6 +25,9 @@ export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // esli
   ipRestriction,
   cors,
   requestValidation,
+  // faultInjection,
+  // proxyRewrite,
+  // responseRewrite,
 ];
 
 /** A registry with the built-in plugins. */

@@ -12,4 +12,7 @@ export const PRIORITIES = {
   'jwt-auth': 2510,
   'consumer-restriction': 2400,
   'request-validation': 2800,
+  'fault-injection': 11000,
+  'proxy-rewrite': 1008,
+  'response-rewrite': 899,
 } as const;
