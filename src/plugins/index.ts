@@ -12,7 +12,7 @@ import consumerRestriction from './consumer-restriction/index.js';
 import ipRestriction from './ip-restriction/index.js';
 import cors from './cors/index.js';
 import requestValidation from './request-validation/index.js';
-// import faultInjection from './fault-injection/index.js';
+import faultInjection from './fault-injection/index.js';
 // import proxyRewrite from './proxy-rewrite/index.js';
 // import responseRewrite from './response-rewrite/index.js';
 
@@ -25,7 +25,7 @@ export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // esli
   ipRestriction,
   cors,
   requestValidation,
-  // faultInjection,
+  faultInjection,
   // proxyRewrite,
   // responseRewrite,
 ];
