@@ -22,6 +22,8 @@ export class Context implements PluginContext {
   chain: Chain | null = null;
   /** Upstream header edits by plugins: lower-case name -> value (null: remove). */
   upstreamEdits: Map<string, string | null> | null = null;
+  /** Upstream headers plugins append (flat, lower-case names), sent after the client's and the set ones. */
+  upstreamAdds: string[] | null = null;
   /** Response headers plugins asked for, flat. */
   responseExtra: string[] | null = null;
   /** The request body, when a plugin needed it read before the upstream request. */
@@ -57,11 +59,32 @@ export class Context implements PluginContext {
   }
 
   setUpstreamHeader(name: string, value: string): void {
-    (this.upstreamEdits ??= new Map()).set(name.toLowerCase(), value);
+    const lower = name.toLowerCase();
+    if (this.upstreamAdds !== null) this.dropAdds(lower);
+    (this.upstreamEdits ??= new Map()).set(lower, value);
   }
 
   removeUpstreamHeader(name: string): void {
-    (this.upstreamEdits ??= new Map()).set(name.toLowerCase(), null);
+    const lower = name.toLowerCase();
+    if (this.upstreamAdds !== null) this.dropAdds(lower);
+    (this.upstreamEdits ??= new Map()).set(lower, null);
+  }
+
+  addUpstreamHeader(name: string, value: string): void {
+    // The edits map must exist: the proxy only applies edits when it does.
+    this.upstreamEdits ??= new Map();
+    (this.upstreamAdds ??= []).push(name.toLowerCase(), value);
+  }
+
+  /** A later set or remove wins over values added before it, as it does over the client's. */
+  private dropAdds(lower: string): void {
+    const adds = this.upstreamAdds!;
+    for (let i = 0; i < adds.length; i += 2) {
+      if (adds[i] === lower) {
+        adds.splice(i, 2);
+        i -= 2;
+      }
+    }
   }
 
   setResponseHeader(name: string, value: string): void {
@@ -70,7 +93,8 @@ export class Context implements PluginContext {
 
   /**
    * Apply plugin edits to the upstream header list (built from the client's): removed and replaced names
-   * go, set values are appended. The Host header (first pair) is kept in place.
+   * go, set values are appended, then added values (the client's copies stay). The Host header (first pair)
+   * is kept in place.
    */
   editUpstreamHeaders(list: string[]): string[] {
     const edits = this.upstreamEdits;
@@ -84,6 +108,7 @@ export class Context implements PluginContext {
       if (name === 'host') out[1] = value;
       else out.push(name, value);
     }
+    if (this.upstreamAdds !== null) out.push(...this.upstreamAdds);
     return out;
   }
 

@@ -231,7 +231,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.node = node;
     this.ctx.node = node;
     // passHost node: the Host header names whichever node this attempt goes to.
-    if (this.hostFromNode) this.headers[1] = up.nodeHost(node);
+    // A Host a plugin set (proxy-rewrite's host) wins over the node's.
+    if (this.hostFromNode && this.ctx.upstreamEdits?.has('host') !== true) this.headers[1] = up.nodeHost(node);
     this.attempts++;
     this.abortUpstream = null;
     this.headersAt = 0;

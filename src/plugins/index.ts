@@ -13,7 +13,7 @@ import ipRestriction from './ip-restriction/index.js';
 import cors from './cors/index.js';
 import requestValidation from './request-validation/index.js';
 import faultInjection from './fault-injection/index.js';
-// import proxyRewrite from './proxy-rewrite/index.js';
+import proxyRewrite from './proxy-rewrite/index.js';
 // import responseRewrite from './response-rewrite/index.js';
 
 export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -26,7 +26,7 @@ export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // esli
   cors,
   requestValidation,
   faultInjection,
-  // proxyRewrite,
+  proxyRewrite,
   // responseRewrite,
 ];
 

@@ -49,6 +49,8 @@ export interface PluginContext extends RequestContext {
   setUpstreamHeader(name: string, value: string): void;
   /** Headers to drop from the upstream request. */
   removeUpstreamHeader(name: string): void;
+  /** A header value to append to the upstream request, keeping the client's (and set) values of that name. */
+  addUpstreamHeader(name: string, value: string): void;
   /** Headers to add to the response the client gets (set after the response phases run). */
   setResponseHeader(name: string, value: string): void;
   /** Scratch space for plugins to pass data between their phases: key by plugin name. */
