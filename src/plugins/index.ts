@@ -14,7 +14,7 @@ import cors from './cors/index.js';
 import requestValidation from './request-validation/index.js';
 import faultInjection from './fault-injection/index.js';
 import proxyRewrite from './proxy-rewrite/index.js';
-// import responseRewrite from './response-rewrite/index.js';
+import responseRewrite from './response-rewrite/index.js';
 
 export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
   keyAuth,
@@ -27,7 +27,7 @@ export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // esli
   requestValidation,
   faultInjection,
   proxyRewrite,
-  // responseRewrite,
+  responseRewrite,
 ];
 
 /** A registry with the built-in plugins. */
