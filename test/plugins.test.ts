@@ -73,7 +73,7 @@ describe('registry', () => {
 
   it('loads custom plugins from a directory', async () => {
     const reg = builtinRegistry();
-    assert.deepEqual(await loadPluginDirectory(FIXTURES, reg), ['body-upper', 'body-wrap', 'header-stamp']);
+    assert.deepEqual(await loadPluginDirectory(FIXTURES, reg), ['body-upper', 'body-wrap', 'header-stamp', 'pick-upstream']);
     assert.ok(reg.has('header-stamp'));
     await assert.rejects(loadPluginDirectory(`${FIXTURES}does-not-exist`, builtinRegistry()), /cannot read the plugin directory/);
   });
@@ -253,5 +253,27 @@ describe('response body phase', () => {
     const plain = await send(gw.http, '/plain');
     assert.equal(plain.body, 'hello world');
     assert.equal(plain.headers['content-length'], '11');
+  });
+});
+
+describe('picking the upstream', () => {
+  it('a before-upstream hook sends the request to another named upstream', async () => {
+    const main = await upstream();
+    const canary = await upstream();
+    const gw = await gateway(
+      {
+        upstreams: [
+          { id: 'main', nodes: [node(main.port)] },
+          { id: 'canary', nodes: [node(canary.port)] },
+        ],
+        routes: [{ id: 'r', paths: ['/*'], upstreamId: 'main', plugins: { 'pick-upstream': {} } }],
+      },
+      { 'plugins.directory': FIXTURES },
+    );
+    assert.equal((await send(gw.http, '/a')).status, 200);
+    assert.equal((await send(gw.http, '/b', { headers: { 'x-pick': 'canary' } })).status, 200);
+    assert.equal((await send(gw.http, '/c', { headers: { 'x-pick': 'nope' } })).status, 421);
+    assert.deepEqual(main.seen.map((s) => s.url), ['/a']);
+    assert.deepEqual(canary.seen.map((s) => s.url), ['/b']);
   });
 });

@@ -9,6 +9,8 @@ import type { ErrorCode } from '../core/errors.js';
 import type { ForwardInfo } from './headers.js';
 import type { ClientRequest, ClientResponse, ProxyTarget } from './proxy.js';
 import type { NodeState } from './upstream/types.js';
+import type { UpstreamRuntime } from './upstream/upstream.js';
+import type { Timeouts } from '../model/common.js';
 import { runResponseHeaders, type Chain, type PluginFailure } from './plugins/chain.js';
 import type { PluginContext, ResponseHead } from './plugins/types.js';
 
@@ -28,6 +30,12 @@ export class Context implements PluginContext {
   responseExtra: string[] | null = null;
   /** The request body, when a plugin needed it read before the upstream request. */
   bufferedBody: Buffer | null = null;
+  /** The upstream the request goes to: the route's, unless a plugin picked another (useUpstream). */
+  upstream: UpstreamRuntime;
+  /** Timeouts for the upstream call: the route's own, or the picked upstream's when the route has none. */
+  timeouts: Timeouts;
+  /** The config's named upstreams, for plugins that pick one (set on the plugin path only). */
+  upstreams: ReadonlyMap<string, UpstreamRuntime> | null = null;
   /** Where plugin failures in response phases are reported (metrics and log). */
   onPluginError: ((f: PluginFailure) => void) | null = null;
   private scratch: Record<string, unknown> | null = null;
@@ -48,7 +56,21 @@ export class Context implements PluginContext {
     /** Raw query without '?'; plugins may change it (key-auth removes its key). */
     public query: string,
     readonly headers: IncomingHttpHeaders,
-  ) {}
+    /** Whether the route sets its own timeouts (they then apply whatever upstream is picked). */
+    private readonly routeTimeouts: boolean,
+  ) {
+    this.upstream = target.upstream;
+    this.timeouts = target.timeouts;
+  }
+
+  /** Send this request to the named upstream of the config instead of the route's. False when there is none. */
+  useUpstream(id: string): boolean {
+    const up = this.upstreams?.get(`upstream:${id}`);
+    if (up === undefined) return false;
+    this.upstream = up;
+    if (!this.routeTimeouts) this.timeouts = up.timeouts;
+    return true;
+  }
 
   get clientIp(): string {
     return this.fwd.clientIp;

@@ -361,7 +361,7 @@ export class Gateway {
     const fwd = forwardInfo(headers, peer, socket.localPort ?? 0, h2 || (socket as { encrypted?: boolean }).encrypted === true, this.trusted, this.settings.proxy.realIpHeader);
     // The host that was routed on is the one the upstream is told about (never a different Host header).
     if (authority !== undefined) fwd.host = authority;
-    const ctx = new Context(req, res, method, h2, fwd, fwd.clientIp !== peer || this.trusted.has(peer), route, start, route.id, match.params, path, target.query, headers);
+    const ctx = new Context(req, res, method, h2, fwd, fwd.clientIp !== peer || this.trusted.has(peer), route, start, route.id, match.params, path, target.query, headers, route.route.timeout !== undefined);
     if (route.chain === null) {
       this.forward(ctx, route, hasBody);
       return;
@@ -371,7 +371,7 @@ export class Gateway {
 
   /** Hand the request to the proxy exchange. */
   private forward(ctx: Context, route: RouteRuntime, hasBody: boolean): void {
-    const up = route.upstream;
+    const up = ctx.upstream;
     const hostHeader = up.passHost === 'pass' ? ctx.fwd.host || up.nodeHost(up.nodes[0]!) : up.passHost === 'rewrite' ? up.upstreamHost! : '';
     const exchange = new Exchange(ctx, this.health, ctx.path, hostHeader, hasBody || ctx.bufferedBody !== null, up.passHost === 'node', this.finish);
     exchange.run();
@@ -385,6 +385,7 @@ export class Gateway {
     ctx.chain = chain;
     ctx.onPluginError = this.onPluginError;
     const snap = this.snapshot!;
+    ctx.upstreams = snap.upstreams;
     // Offered whenever there is a body: the consumer's chain, known only after auth, may need it too.
     const readBody = hasBody ? () => this.readBody(ctx, route) : null;
     let verdict: ChainVerdict | Promise<ChainVerdict>;
@@ -615,7 +616,8 @@ export class Gateway {
     const res = new ServerResponse(req);
     res.assignSocket(socket);
     res.shouldKeepAlive = false;
-    const ctx = new Context(req, res, req.method ?? 'GET', false, fwd, trustedPeer, matched, start, matched.id, match.params, path, target.query, req.headers);
+    const ctx = new Context(req, res, req.method ?? 'GET', false, fwd, trustedPeer, matched, start, matched.id, match.params, path, target.query, req.headers, matched.route.timeout !== undefined);
+    ctx.upstreams = snap.upstreams;
     ctx.chain = chain;
     ctx.onPluginError = this.onPluginError;
     res.once('finish', () => {
@@ -657,7 +659,7 @@ export class Gateway {
     ctx: Context | null,
     fail: (code: ErrorCode) => void,
   ): void {
-    const up = matched.upstream;
+    const up = ctx?.upstream ?? matched.upstream;
     const node = up.pick({ clientIp: fwd.clientIp, path, query, headers: req.headers }, null);
     if (node === null) return fail('GH_ERR_UPSTREAM_NO_HEALTHY_NODE');
     const hostHeader = up.passHost === 'pass' ? fwd.host || up.nodeHost(node) : up.passHost === 'rewrite' ? up.upstreamHost! : up.nodeHost(node);

@@ -222,7 +222,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   };
 
   private attempt(next: NodeState | null): void {
-    const up = this.ctx.target.upstream;
+    const up = this.ctx.upstream;
     const node = next ?? up.pick(this.ctx, this.tried);
     if (node === null) {
       this.fail(this.attempts === 0 ? 'GH_ERR_UPSTREAM_NO_HEALTHY_NODE' : 'GH_ERR_UPSTREAM_UNAVAILABLE');
@@ -238,7 +238,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.headersAt = 0;
     up.balancer.onStart(node);
     this.sentAt = performance.now();
-    const t = this.ctx.target.timeouts;
+    const t = this.ctx.timeouts;
     up.pool(node).dispatch(
       {
         path: this.path,
@@ -266,7 +266,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     const node = this.node!;
-    const up = this.ctx.target.upstream;
+    const up = this.ctx.upstream;
     this.headersAt = performance.now();
     this.ctx.upstreamLatency = this.headersAt - this.sentAt;
     this.clearSendTimeout();
@@ -347,7 +347,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onError(err: Error): void {
     const node = this.node!;
-    const up = this.ctx.target.upstream;
+    const up = this.ctx.upstream;
     this.clearSendTimeout();
     up.balancer.onFinish(node, -1);
     if (this.finished) return; // the gateway already answered (408) and aborted this attempt itself
@@ -405,7 +405,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
    * streamed yet; for answers from the node (not connection failures) only with an idempotent method.
    */
   private canRetry(nodeAnswered: boolean): boolean {
-    if (this.attempts > this.ctx.target.upstream.retries) return false;
+    if (this.attempts > this.ctx.upstream.retries) return false;
     if (this.body !== null && this.bodyStarted) return false;
     if (nodeAnswered && !IDEMPOTENT.has(this.ctx.method)) return false;
     return true;
@@ -414,7 +414,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private done(ok: boolean): void {
     this.finished = true;
     this.clearSendTimeout();
-    this.ctx.target.upstream.balancer.onFinish(this.node!, ok ? this.ctx.upstreamLatency : -1);
+    this.ctx.upstream.balancer.onFinish(this.node!, ok ? this.ctx.upstreamLatency : -1);
   }
 
   private fail(code: ErrorCode): void {
@@ -425,7 +425,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** The send timeout: the request body may not stall longer than timeouts.send while it is being sent. */
   private armSendTimeout(): void {
     const body = this.body!;
-    const ms = this.ctx.target.timeouts.send;
+    const ms = this.ctx.timeouts.send;
     this.lastBodyProgress = performance.now();
     body.on('data', this.onBodyProgress);
     body.once('end', this.clearSendTimeoutBound);
@@ -438,7 +438,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   };
 
   private readonly checkSend = (): void => {
-    const ms = this.ctx.target.timeouts.send;
+    const ms = this.ctx.timeouts.send;
     const idle = performance.now() - this.lastBodyProgress;
     if (idle < ms) {
       this.sendTimer = setTimeout(this.checkSend, ms - idle);

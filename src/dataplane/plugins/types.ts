@@ -47,6 +47,11 @@ export interface PluginContext extends RequestContext {
   params: Record<string, string> | null;
   /** Headers to set on the upstream request (replacing any client value), by lower-case name. */
   setUpstreamHeader(name: string, value: string): void;
+  /**
+   * Before upstream (or earlier): send the request to another named upstream of the config (traffic splits,
+   * canaries). Returns false when no upstream has that id. The route's own timeouts, if it has any, still apply.
+   */
+  useUpstream(id: string): boolean;
   /** Headers to drop from the upstream request. */
   removeUpstreamHeader(name: string): void;
   /** A header value to append to the upstream request, keeping the client's (and set) values of that name. */
