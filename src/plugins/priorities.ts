@@ -15,4 +15,5 @@ export const PRIORITIES = {
   'fault-injection': 11000,
   'proxy-rewrite': 1008,
   'response-rewrite': 899,
+  'traffic-split': 966,
 } as const;
