@@ -97,6 +97,8 @@ export interface PluginValidator {
   validate(name: string, config: unknown, path: string, level: 'route' | 'service' | 'global' | 'consumer' | 'credential'): ConfigProblem[];
   /** For auth plugins: the credential value that must be unique across consumers, if any. */
   credentialKey?(name: string, credential: unknown): string | undefined;
+  /** The upstream ids a valid plugin config names, as [path relative to the plugin's config, id]. */
+  upstreamReferences?(name: string, config: unknown): Array<[string, string]>;
 }
 
 const noPlugins: PluginValidator = {
@@ -121,12 +123,28 @@ function checkUpstreamBody(u: UpstreamBody, path: string, problems: ConfigProble
   if (u.nodes.every((n) => n.weight === 0)) problems.push({ path: `${path}.nodes`, message: 'needs at least one node with a weight above 0' });
 }
 
-function checkPlugins(plugins: Record<string, unknown> | undefined, path: string, level: Parameters<PluginValidator['validate']>[3], registry: PluginValidator, problems: ConfigProblem[]): void {
+function checkPlugins(
+  plugins: Record<string, unknown> | undefined,
+  path: string,
+  level: Parameters<PluginValidator['validate']>[3],
+  registry: PluginValidator,
+  problems: ConfigProblem[],
+  upstreamIds?: ReadonlySet<string>,
+): void {
   if (!plugins) return;
   for (const [name, conf] of Object.entries(plugins)) {
     const p = `${path}.${name}`;
-    if (!registry.has(name)) problems.push({ path: p, message: `unknown plugin "${name}"` });
-    else problems.push(...registry.validate(name, conf, p, level));
+    if (!registry.has(name)) {
+      problems.push({ path: p, message: `unknown plugin "${name}"` });
+      continue;
+    }
+    const own = registry.validate(name, conf, p, level);
+    problems.push(...own);
+    // A plugin that sends requests to a named upstream (traffic-split) cannot see the other upstreams itself.
+    if (own.length > 0 || upstreamIds === undefined || !registry.upstreamReferences) continue;
+    for (const [rel, id] of registry.upstreamReferences(name, conf)) {
+      if (!upstreamIds.has(id)) problems.push({ path: rel ? `${p}.${rel}` : p, message: `names upstream "${id}", which does not exist` });
+    }
   }
 }
 
@@ -158,7 +176,7 @@ export function checkSemantics(cfg: DeclarativeConfig, registry: PluginValidator
     if (s.upstreamId && !upstreamIds.has(s.upstreamId)) problems.push({ path: `${path}.upstreamId`, message: `names upstream "${s.upstreamId}", which does not exist` });
     if (s.upstream) checkUpstreamBody(s.upstream, `${path}.upstream`, problems);
     serviceHasUpstream.set(s.id, Boolean(s.upstreamId || s.upstream));
-    checkPlugins(s.plugins, `${path}.plugins`, 'service', registry, problems);
+    checkPlugins(s.plugins, `${path}.plugins`, 'service', registry, problems, upstreamIds);
   });
 
   cfg.routes.forEach((r, i) => {
@@ -195,7 +213,7 @@ export function checkSemantics(cfg: DeclarativeConfig, registry: PluginValidator
         }
       }
     });
-    checkPlugins(r.plugins, `${path}.plugins`, 'route', registry, problems);
+    checkPlugins(r.plugins, `${path}.plugins`, 'route', registry, problems, upstreamIds);
   });
 
   const credentialOwners = new Map<string, string>();
@@ -210,9 +228,9 @@ export function checkSemantics(cfg: DeclarativeConfig, registry: PluginValidator
       if (owner !== undefined) problems.push({ path: `consumers[${i}].credentials.${name}`, message: `is the same credential as consumer "${owner}" has` });
       else credentialOwners.set(id, c.username);
     }
-    checkPlugins(c.plugins, `consumers[${i}].plugins`, 'consumer', registry, problems);
+    checkPlugins(c.plugins, `consumers[${i}].plugins`, 'consumer', registry, problems, upstreamIds);
   });
-  checkPlugins(cfg.globalPlugins, 'globalPlugins', 'global', registry, problems);
+  checkPlugins(cfg.globalPlugins, 'globalPlugins', 'global', registry, problems, upstreamIds);
 
   cfg.certificates.forEach((c, i) => {
     try {

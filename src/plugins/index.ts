@@ -15,7 +15,7 @@ import requestValidation from './request-validation/index.js';
 import faultInjection from './fault-injection/index.js';
 import proxyRewrite from './proxy-rewrite/index.js';
 import responseRewrite from './response-rewrite/index.js';
-// import trafficSplit from './traffic-split/index.js';
+import trafficSplit from './traffic-split/index.js';
 
 export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
   keyAuth,
@@ -29,7 +29,7 @@ export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // esli
   faultInjection,
   proxyRewrite,
   responseRewrite,
-  // trafficSplit,
+  trafficSplit,
 ];
 
 /** A registry with the built-in plugins. */

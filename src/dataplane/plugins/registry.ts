@@ -96,6 +96,13 @@ export class PluginRegistry implements PluginValidator {
     if (!r.ok) return r.problems;
     return (def.check?.(config) ?? []).map(([p, message]) => ({ path: p ? `${path}.${p}` : path, message }));
   }
+
+  /** PluginValidator: the upstream ids a plugin config names (only called on a config that passed validate). */
+  upstreamReferences(name: string, config: unknown): Array<[string, string]> {
+    const def = this.defs.get(name);
+    if (!def?.upstreamReferences || config === null || typeof config !== 'object') return [];
+    return def.upstreamReferences(config);
+  }
 }
 
 /**

@@ -124,6 +124,11 @@ export interface PluginDefinition<Config = Record<string, unknown>, Credential =
   indexCredentials?(entries: Array<{ consumer: Consumer; credential: Credential; path: string }>): Index;
   /** Extra checks beyond the schema; returns problems as [relative path, message]. */
   check?(config: Config): Array<[string, string]>;
+  /**
+   * The upstream ids a (schema-valid) config names, as [relative path, id]. `check` sees only the plugin's own
+   * config, so validation looks these up among the config's upstreams and refuses the ids that are not there.
+   */
+  upstreamReferences?(config: Config): Array<[string, string]>;
   /** Extra checks of one credential beyond its schema. */
   checkCredential?(credential: Credential): Array<[string, string]>;
   /** Work out the options once when config loads; returns the hooks. */
