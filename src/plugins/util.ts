@@ -46,3 +46,30 @@ export function cookieValue(header: string | undefined, name: string): string | 
   }
   return undefined;
 }
+
+/** The set/add/remove header edits proxy-rewrite and response-rewrite take. */
+export interface HeaderEdits {
+  set?: Record<string, string>;
+  add?: Record<string, string>;
+  remove?: string[];
+}
+
+/**
+ * Problems for edits of headers a plugin may not touch, as [relative path, message]; `why(name)` says why for a
+ * given (lower-case) name.
+ */
+export function protectedHeaderEdits(headers: HeaderEdits | undefined, isProtected: (lower: string) => boolean, why: (lower: string) => string): Array<[string, string]> {
+  const problems: Array<[string, string]> = [];
+  const lists = [
+    ['set', Object.keys(headers?.set ?? {})],
+    ['add', Object.keys(headers?.add ?? {})],
+    ['remove', headers?.remove ?? []],
+  ] as const;
+  for (const [kind, names] of lists) {
+    names.forEach((name, i) => {
+      const lower = name.toLowerCase();
+      if (isProtected(lower)) problems.push([kind === 'remove' ? `headers.remove[${i}]` : `headers.${kind}.${name}`, why(lower)]);
+    });
+  }
+  return problems;
+}

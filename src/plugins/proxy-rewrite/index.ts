@@ -9,6 +9,7 @@ import { StringEnum } from '../../model/common.js';
 import { normalizePath } from '../../dataplane/router/normalize.js';
 import { definePlugin, type PluginContext, type PluginResponse } from '../../dataplane/plugins/types.js';
 import { PRIORITIES } from '../priorities.js';
+import { protectedHeaderEdits } from '../util.js';
 
 /** RFC 9110 token: what a header name may be. */
 const TOKEN = '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$';
@@ -211,19 +212,13 @@ function check(config: Config): Array<[string, string]> {
     const p = config.stripPrefix;
     if (!p.startsWith('/') || normalizePath(p, 'reject') !== p || p === '/') problems.push(['stripPrefix', 'must be a canonical path of at least one segment ("/api", no "//", "." or "%"-encoded unreserved characters)']);
   }
-  const headers = config.headers ?? { set: {}, add: {}, remove: [] };
-  for (const [kind, names] of [
-    ['set', Object.keys(headers.set ?? {})],
-    ['add', Object.keys(headers.add ?? {})],
-    ['remove', headers.remove ?? []],
-  ] as const) {
-    names.forEach((name, i) => {
-      if (PROTECTED.has(name.toLowerCase())) {
-        const at = kind === 'remove' ? `headers.remove[${i}]` : `headers.${kind}.${name}`;
-        problems.push([at, name.toLowerCase() === 'host' ? 'use the host option to set Host' : 'is a header the gateway owns (framing, hop-by-hop or the consumer identity) and cannot be changed']);
-      }
-    });
-  }
+  problems.push(
+    ...protectedHeaderEdits(
+      config.headers,
+      (name) => PROTECTED.has(name),
+      (name) => (name === 'host' ? 'use the host option to set Host' : 'is a header the gateway owns (framing, hop-by-hop or the consumer identity) and cannot be changed'),
+    ),
+  );
   return problems;
 }
 

@@ -6,6 +6,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { definePlugin, type PluginContext, type PluginInstance, type ResponseHead } from '../../dataplane/plugins/types.js';
 import { PRIORITIES } from '../priorities.js';
+import { protectedHeaderEdits } from '../util.js';
 
 /** RFC 9110 token: what a header name may be. */
 const TOKEN = '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$';
@@ -69,17 +70,7 @@ function check(config: Config): Array<[string, string]> {
   const hasBody = config.body !== undefined || config.bodyBase64 !== undefined;
   if (hasBody && (config.status === 204 || config.status === 304)) problems.push(['status', `${config.status} responses have no body: remove body or choose another status`]);
   const headers = config.headers ?? { set: {}, add: {}, remove: [] };
-  for (const [kind, names] of [
-    ['set', Object.keys(headers.set ?? {})],
-    ['add', Object.keys(headers.add ?? {})],
-    ['remove', headers.remove ?? []],
-  ] as const) {
-    names.forEach((name, i) => {
-      if (PROTECTED.has(name.toLowerCase())) {
-        problems.push([kind === 'remove' ? `headers.remove[${i}]` : `headers.${kind}.${name}`, 'is a framing header the gateway sets itself and cannot be changed']);
-      }
-    });
-  }
+  problems.push(...protectedHeaderEdits(headers, (name) => PROTECTED.has(name), () => 'is a framing header the gateway sets itself and cannot be changed'));
   if (config.status === undefined && config.body === undefined && config.bodyBase64 === undefined && Object.keys(headers.set ?? {}).length + Object.keys(headers.add ?? {}).length + (headers.remove ?? []).length === 0) {
     problems.push(['', 'changes nothing: set status, headers, body or bodyBase64']);
   }
