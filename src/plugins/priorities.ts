@@ -16,4 +16,5 @@ export const PRIORITIES = {
   'proxy-rewrite': 1008,
   'response-rewrite': 899,
   'traffic-split': 966,
+  'proxy-mirror': 1010,
 } as const;
