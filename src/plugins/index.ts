@@ -16,7 +16,7 @@ import faultInjection from './fault-injection/index.js';
 import proxyRewrite from './proxy-rewrite/index.js';
 import responseRewrite from './response-rewrite/index.js';
 import trafficSplit from './traffic-split/index.js';
-// import proxyMirror from './proxy-mirror/index.js';
+import proxyMirror from './proxy-mirror/index.js';
 
 export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
   keyAuth,
@@ -31,7 +31,7 @@ export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // esli
   proxyRewrite,
   responseRewrite,
   trafficSplit,
-  // proxyMirror,
+  proxyMirror,
 ];
 
 /** A registry with the built-in plugins. */

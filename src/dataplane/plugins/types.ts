@@ -52,6 +52,11 @@ export interface PluginContext extends RequestContext {
    * canaries). Returns false when no upstream has that id. The route's own timeouts, if it has any, still apply.
    */
   useUpstream(id: string): boolean;
+  /**
+   * A header list ([name, value, ...]) with the plugins' upstream header edits applied: what the upstream will
+   * get. For plugins that send requests of their own (proxy-mirror), so credentials an auth plugin hid stay hidden.
+   */
+  editUpstreamHeaders(list: string[]): string[];
   /** Headers to drop from the upstream request. */
   removeUpstreamHeader(name: string): void;
   /** A header value to append to the upstream request, keeping the client's (and set) values of that name. */
