@@ -1,7 +1,9 @@
 /**
  * @module plugins/util
- * Small helpers plugins share: query arguments and cookies read without building objects per request.
+ * Small helpers plugins share: query arguments and cookies read without building objects per request, and the
+ * header-edit schemas and checks of the rewrite plugins.
  */
+import { Type } from '@sinclair/typebox';
 
 /** The first value of a query argument (percent-decoded), or undefined. `query` is the raw string without '?'. */
 export function queryValue(query: string, name: string): string | undefined {
@@ -73,3 +75,21 @@ export function protectedHeaderEdits(headers: HeaderEdits | undefined, isProtect
   }
   return problems;
 }
+
+/** RFC 9110 token: what a header name may be. */
+const TOKEN = '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$';
+/** A header value: no CR, LF or NUL, so no header can be smuggled in. */
+const VALUE = '^[^\\r\\n\\x00]*$';
+
+/** A header name in a plugin config. */
+export const HeaderName = Type.String({ minLength: 1, maxLength: 128, pattern: TOKEN, description: 'A header name.' });
+
+/** Header values by name in a plugin config (set/add lists), with names and values checked. */
+export const HeaderValues = (what: string) =>
+  Type.Record(Type.String({ pattern: TOKEN, maxLength: 128 }), Type.String({ maxLength: 8192, pattern: VALUE }), {
+    default: {},
+    maxProperties: 64,
+    // Without it a name that fails the pattern would simply be allowed.
+    additionalProperties: false,
+    description: what,
+  });

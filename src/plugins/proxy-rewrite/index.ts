@@ -9,22 +9,8 @@ import { StringEnum } from '../../model/common.js';
 import { normalizePath } from '../../dataplane/router/normalize.js';
 import { definePlugin, type PluginContext, type PluginResponse } from '../../dataplane/plugins/types.js';
 import { PRIORITIES } from '../priorities.js';
-import { protectedHeaderEdits } from '../util.js';
+import { HeaderName, HeaderValues, protectedHeaderEdits } from '../util.js';
 
-/** RFC 9110 token: what a header name may be. */
-const TOKEN = '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$';
-/** A header value: no CR, LF or NUL, so no header can be smuggled in. */
-const VALUE = '^[^\\r\\n\\x00]*$';
-
-const HeaderName = Type.String({ minLength: 1, maxLength: 128, pattern: TOKEN, description: 'A header name.' });
-const HeaderValues = (what: string) =>
-  Type.Record(Type.String({ pattern: TOKEN, maxLength: 128 }), Type.String({ maxLength: 8192, pattern: VALUE }), {
-    default: {},
-    maxProperties: 64,
-    // Without it a name that fails the pattern would simply be allowed.
-    additionalProperties: false,
-    description: what,
-  });
 
 const Config = Type.Object(
   {

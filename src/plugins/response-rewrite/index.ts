@@ -6,21 +6,8 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { definePlugin, type PluginContext, type PluginInstance, type ResponseHead } from '../../dataplane/plugins/types.js';
 import { PRIORITIES } from '../priorities.js';
-import { protectedHeaderEdits } from '../util.js';
+import { HeaderName, HeaderValues, protectedHeaderEdits } from '../util.js';
 
-/** RFC 9110 token: what a header name may be. */
-const TOKEN = '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$';
-/** A header value: no CR, LF or NUL, so no header can be smuggled in. */
-const VALUE = '^[^\\r\\n\\x00]*$';
-
-const HeaderValues = (what: string) =>
-  Type.Record(Type.String({ pattern: TOKEN, maxLength: 128 }), Type.String({ maxLength: 8192, pattern: VALUE }), {
-    default: {},
-    maxProperties: 64,
-    // Without it a name that fails the pattern would simply be allowed.
-    additionalProperties: false,
-    description: what,
-  });
 
 /** A body up to 1 MiB: it is held in memory once per config. */
 const MAX_BODY = 1024 * 1024;
@@ -32,7 +19,7 @@ const Config = Type.Object(
       {
         set: HeaderValues('Response headers to set, replacing the upstream\'s values: name -> value.'),
         add: HeaderValues('Response headers to append, keeping the upstream\'s values: name -> value.'),
-        remove: Type.Array(Type.String({ minLength: 1, maxLength: 128, pattern: TOKEN, description: 'A header name.' }), {
+        remove: Type.Array(HeaderName, {
           default: [],
           maxItems: 64,
           description: 'Response headers to remove.',
