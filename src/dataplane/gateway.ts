@@ -16,7 +16,7 @@ import { Metrics } from '../status/metrics.js';
 import { downstreamResponseHeaders, forwardInfo, TrustedProxies, upstreamRequestHeaders, type ForwardInfo } from './headers.js';
 import { Exchange, respond, respondError, sendError, type ClientRequest, type ClientResponse, type HealthReporter } from './proxy.js';
 import { Context } from './context.js';
-import { PluginFailure, runLog, runRequestPhases, type Chain, type ChainVerdict } from './plugins/chain.js';
+import { PluginFailure, runLog, runRequestPhases, type AuthOutcome, type Chain, type ChainVerdict } from './plugins/chain.js';
 import type { PluginResponse } from './plugins/types.js';
 import type { PluginRegistry } from './plugins/registry.js';
 import { normalizePath, splitTarget } from './router/normalize.js';
@@ -390,7 +390,7 @@ export class Gateway {
     const readBody = hasBody ? () => this.readBody(ctx, route) : null;
     let verdict: ChainVerdict | Promise<ChainVerdict>;
     try {
-      verdict = runRequestPhases(ctx, chain, (c) => snap.consumerPaths.get(c.username) ?? 'consumers', readBody);
+      verdict = runRequestPhases(ctx, chain, readBody);
     } catch (err) {
       ctx.res.once('close', () => this.finish(ctx));
       this.onChainError(ctx, route, err);
@@ -423,12 +423,7 @@ export class Gateway {
   private onVerdict(ctx: Context, route: RouteRuntime, hasBody: boolean, verdict: ChainVerdict): void {
     if (ctx.res.destroyed || ctx.res.headersSent) return;
     if ('respond' in verdict) return this.sendPluginResponse(ctx, verdict.respond);
-    if ('refuse' in verdict) {
-      const code = verdict.refuse === 'invalid' ? 'GH_ERR_AUTH_INVALID' : verdict.refuse === 'missing' ? 'GH_ERR_AUTH_REQUIRED' : 'GH_ERR_BODY_TOO_LARGE';
-      const extra: string[] = [];
-      if (code === 'GH_ERR_AUTH_REQUIRED') for (const c of verdict.challenges) extra.push('www-authenticate', c);
-      return respondError(ctx, code, code === 'GH_ERR_BODY_TOO_LARGE', extra);
-    }
+    if ('refuse' in verdict) return refuse(ctx, verdict, false);
     ctx.chain = verdict.proceed;
     this.forward(ctx, route, hasBody);
   }
@@ -625,15 +620,11 @@ export class Gateway {
       lingerClose(socket, null);
     });
     // Not the hot path: a promise either way keeps this simple (a synchronous throw becomes a rejection).
-    new Promise<ChainVerdict>((resolve) => resolve(runRequestPhases(ctx, chain, (c) => snap.consumerPaths.get(c.username) ?? 'consumers', null))).then(
+    new Promise<ChainVerdict>((resolve) => resolve(runRequestPhases(ctx, chain, null))).then(
       (verdict) => {
         if (socket.destroyed) return;
         if ('respond' in verdict) return this.sendPluginResponse(ctx, verdict.respond);
-        if ('refuse' in verdict) {
-          const extra: string[] = [];
-          if (verdict.refuse === 'missing') for (const c of verdict.challenges) extra.push('www-authenticate', c);
-          return respondError(ctx, verdict.refuse === 'invalid' ? 'GH_ERR_AUTH_INVALID' : 'GH_ERR_AUTH_REQUIRED', true, extra);
-        }
+        if ('refuse' in verdict) return refuse(ctx, verdict, true);
         res.detachSocket(socket);
         this.upgradeToNode(req, socket, head, matched, fwd, trustedPeer, ctx.path, ctx.query, start, ctx, fail);
       },
@@ -787,6 +778,14 @@ export class Gateway {
     await Promise.race([Promise.all(closing), new Promise((r) => setTimeout(r, 1000))]);
     await this.pools.closeAll();
   }
+}
+
+/** Answer a request the plugin chain refused: 401 (with the auth plugins' challenges when nothing was presented) or 413. */
+function refuse(ctx: Context, verdict: { refuse: AuthOutcome; challenges: string[] }, close: boolean): void {
+  const code: ErrorCode = verdict.refuse === 'invalid' ? 'GH_ERR_AUTH_INVALID' : verdict.refuse === 'missing' ? 'GH_ERR_AUTH_REQUIRED' : 'GH_ERR_BODY_TOO_LARGE';
+  const extra: string[] = [];
+  if (code === 'GH_ERR_AUTH_REQUIRED') for (const c of verdict.challenges) extra.push('www-authenticate', c);
+  respondError(ctx, code, close || code === 'GH_ERR_BODY_TOO_LARGE', extra);
 }
 
 /** A request body stalled while a plugin waited for it. */

@@ -14,6 +14,8 @@ import type { Router, RouteEntry } from './router/types.js';
 import { CertificateTable } from './tls.js';
 import { NodeRegistry, UpstreamRuntime, DEFAULT_TIMEOUTS } from './upstream/upstream.js';
 import type { PoolRegistry } from './upstream/pools.js';
+import type { NodeState } from './upstream/types.js';
+import type { UpstreamHealthTarget } from './upstream/health.js';
 import type { ProxyTarget } from './proxy.js';
 import type { Logger } from 'pino';
 import type { PluginRegistry } from './plugins/registry.js';
@@ -34,8 +36,6 @@ export interface Snapshot {
   router: Router<RouteRuntime>;
   upstreams: Map<string, UpstreamRuntime>;
   certificates: CertificateTable;
-  /** "consumers[3]" by username, for config paths in messages. */
-  consumerPaths: Map<string, string>;
 }
 
 export interface SnapshotDeps {
@@ -85,7 +85,8 @@ export function compileSnapshot(cfg: DeclarativeConfig, revision: number, deps: 
     });
     credentials.set(def.name, def.indexCredentials(found));
   }
-  const chainEnv: ChainBuildEnv = { registry: deps.plugins, logger: deps.logger, credentials };
+  const consumerPaths = new Map(cfg.consumers.map((c, i) => [c.username, `consumers[${i}]`]));
+  const chainEnv: ChainBuildEnv = { registry: deps.plugins, logger: deps.logger, credentials, consumerPaths };
   const globalConfigs: PluginConfigAt[] = Object.entries(cfg.globalPlugins ?? {}).map(([name, config]) => ({ name, config, path: `globalPlugins.${name}` }));
   const serviceIndex = new Map(cfg.services.map((s, i) => [s.id, i]));
 
@@ -127,7 +128,6 @@ export function compileSnapshot(cfg: DeclarativeConfig, revision: number, deps: 
     router: compileRouter(entries),
     upstreams,
     certificates: new CertificateTable(cfg.certificates, alpn),
-    consumerPaths: new Map(cfg.consumers.map((c, i) => [c.username, `consumers[${i}]`])),
   };
 }
 
@@ -141,4 +141,9 @@ export function listUpstreams(cfg: DeclarativeConfig): Array<{ key: string; body
   for (const s of cfg.services) if (!s.upstreamId && s.upstream) out.push({ key: `service:${s.id}`, body: s.upstream });
   for (const r of cfg.routes) if (r.enabled !== false && !r.upstreamId && r.upstream) out.push({ key: `route:${r.id}`, body: r.upstream });
   return out;
+}
+
+/** The health checker's view of a config's upstreams; `nodesFor` supplies the node objects to keep in step. */
+export function healthTargets(cfg: DeclarativeConfig, nodesFor: (key: string, body: UpstreamBody) => NodeState[]): UpstreamHealthTarget[] {
+  return listUpstreams(cfg).map(({ key, body }) => ({ key, nodes: nodesFor(key, body), healthCheck: body.healthCheck, scheme: body.scheme ?? 'http', tls: body.tls }));
 }

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { loadSettings, type Settings } from '../config/settings.js';
 import { createLogger } from '../core/logger.js';
 import { Gateway } from '../dataplane/gateway.js';
-import { listUpstreams } from '../dataplane/snapshot.js';
+import { healthTargets } from '../dataplane/snapshot.js';
 import { HealthChecker } from '../dataplane/upstream/health.js';
 import type { DeclarativeConfig } from '../model/declarative.js';
 import { validateDeclarative } from '../model/validate.js';
@@ -55,13 +55,7 @@ export async function startInProcessGateway(opts: InProcessOptions): Promise<InP
     gateway.applyConfig(cfg, ++revision);
     // The checker works on the gateway's own node objects, so its verdicts apply directly.
     health.configure(
-      listUpstreams(cfg).map(({ key, body }) => ({
-        key,
-        nodes: [...(gateway.nodes.get(key)?.values() ?? [])],
-        healthCheck: body.healthCheck,
-        scheme: body.scheme ?? 'http',
-        tls: body.tls,
-      })),
+      healthTargets(cfg, (key) => [...(gateway.nodes.get(key)?.values() ?? [])]),
     );
   };
   apply(opts.config);

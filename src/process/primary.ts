@@ -10,7 +10,7 @@ import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import type { Settings } from '../config/settings.js';
 import type { DeclarativeConfig } from '../model/declarative.js';
-import { listUpstreams } from '../dataplane/snapshot.js';
+import { healthTargets } from '../dataplane/snapshot.js';
 import { NodeRegistry } from '../dataplane/upstream/upstream.js';
 import { HealthChecker } from '../dataplane/upstream/health.js';
 import { mergeDumps, renderPrometheus, type MetricsDump } from '../status/metrics.js';
@@ -60,13 +60,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   const nodes = new NodeRegistry();
   const health = new HealthChecker({ logger: log });
   const configureHealth = () => {
-    const ups = listUpstreams(config).map(({ key, body }) => ({
-      key,
-      nodes: nodes.resolve(key, body.nodes),
-      healthCheck: body.healthCheck,
-      scheme: body.scheme ?? 'http',
-      tls: body.tls,
-    }));
+    const ups = healthTargets(config, (key, body) => nodes.resolve(key, body.nodes));
     nodes.retain(new Set(ups.map((u) => u.key)));
     health.configure(ups);
   };

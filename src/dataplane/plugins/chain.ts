@@ -45,6 +45,8 @@ export interface ChainBuildEnv {
   logger: Logger;
   /** Credential indexes of the auth plugins, by plugin name, built once per config. */
   credentials: Map<string, unknown>;
+  /** "consumers[3]" by username, for the config paths of consumer plugins. */
+  consumerPaths: ReadonlyMap<string, string>;
 }
 
 function has<K extends keyof PluginInstance>(e: ChainEntry, k: K): boolean {
@@ -89,14 +91,14 @@ export class Chain {
    * The chain once `consumer` is known: its own plugin configs replace the route's of the same name and add
    * the others. Built on first use and kept, so it is compiled once per route and consumer.
    */
-  forConsumer(consumer: Consumer, consumerPath: string): Chain {
+  forConsumer(consumer: Consumer): Chain {
     if (!consumer.plugins || Object.keys(consumer.plugins).length === 0) return this;
     let chain = this.byConsumer.get(consumer.username);
     if (!chain) {
       const overridden = new Set(Object.keys(consumer.plugins));
       const kept = this.entries.filter((e) => !overridden.has(e.name));
       const added = Object.entries(consumer.plugins).map(([name, config]) =>
-        createEntry({ name, config: config as Record<string, unknown>, path: `${consumerPath}.plugins.${name}` }, this.env),
+        createEntry({ name, config: config as Record<string, unknown>, path: `${this.env.consumerPaths.get(consumer.username) ?? 'consumers'}.plugins.${name}` }, this.env),
       );
       chain = new Chain([...kept, ...added], this.env);
       this.byConsumer.set(consumer.username, chain);
@@ -136,7 +138,6 @@ interface RunState {
   i: number;
   active: Chain;
   invalid: boolean;
-  consumerPath: (c: Consumer) => string;
   readBody: (() => Promise<boolean>) | null;
 }
 
@@ -151,11 +152,10 @@ interface RunState {
 export function runRequestPhases(
   ctx: PluginContext,
   chain: Chain,
-  consumerPath: (c: Consumer) => string,
   /** Reads the body into ctx.bufferedBody; false when it is over the route's limit. Null when there is none. */
   readBody: (() => Promise<boolean>) | null,
 ): ChainVerdict | Promise<ChainVerdict> {
-  return resume(ctx, { phase: REWRITE, i: 0, active: chain, invalid: false, consumerPath, readBody });
+  return resume(ctx, { phase: REWRITE, i: 0, active: chain, invalid: false, readBody });
 }
 
 function resume(ctx: PluginContext, s: RunState): ChainVerdict | Promise<ChainVerdict> {
@@ -183,7 +183,7 @@ function resume(ctx: PluginContext, s: RunState): ChainVerdict | Promise<ChainVe
         if (s.active.auth.length > 0) {
           if (ctx.consumer === null) return { refuse: s.invalid ? 'invalid' : 'missing', challenges: s.active.challenges };
           ctx.setUpstreamHeader('x-consumer-username', ctx.consumer.username);
-          s.active = s.active.forConsumer(ctx.consumer, s.consumerPath(ctx.consumer));
+          s.active = s.active.forConsumer(ctx.consumer);
         }
         s.phase = BODY;
         s.i = 0;
@@ -261,15 +261,20 @@ function settle(ctx: PluginContext, s: RunState, value: unknown): ChainVerdict |
   return value ? { respond: value as PluginResponse } : null;
 }
 
-/** Response phase: plugins may change status and headers (reverse priority order). Errors are contained. */
-export function runResponseHeaders(ctx: PluginContext, chain: Chain, head: ResponseHead, onError: (f: PluginFailure) => void): void {
-  for (const e of chain.responseHeaders) {
+/** Runs one hook of each entry; a throw is reported and the next entry still runs (response-side phases). */
+function runContained(entries: ChainEntry[], phase: string, run: (i: PluginInstance) => void, onError: (f: PluginFailure) => void): void {
+  for (const e of entries) {
     try {
-      e.instance.responseHeaders!(ctx, head);
+      run(e.instance);
     } catch (err) {
-      onError(new PluginFailure(e.name, 'responseHeaders', err));
+      onError(new PluginFailure(e.name, phase, err));
     }
   }
+}
+
+/** Response phase: plugins may change status and headers (reverse priority order). Errors are contained. */
+export function runResponseHeaders(ctx: PluginContext, chain: Chain, head: ResponseHead, onError: (f: PluginFailure) => void): void {
+  runContained(chain.responseHeaders, 'responseHeaders', (i) => i.responseHeaders!(ctx, head), onError);
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -296,11 +301,5 @@ export function runResponseBody(ctx: PluginContext, chain: Chain, chunk: Buffer,
 
 /** Log phase, after the response: never delays it, never throws. */
 export function runLog(ctx: PluginContext, chain: Chain, onError: (f: PluginFailure) => void): void {
-  for (const e of chain.log) {
-    try {
-      e.instance.log!(ctx);
-    } catch (err) {
-      onError(new PluginFailure(e.name, 'log', err));
-    }
-  }
+  runContained(chain.log, 'log', (i) => i.log!(ctx), onError);
 }
