@@ -13,6 +13,7 @@ import type { UpstreamRuntime } from './upstream/upstream.js';
 import type { Timeouts } from '../model/common.js';
 import { runResponseHeaders, type Chain, type PluginFailure } from './plugins/chain.js';
 import type { PluginContext, ResponseHead } from './plugins/types.js';
+import type { RouteRuntime } from './snapshot.js';
 
 export class Context implements PluginContext {
   status = 0;
@@ -38,6 +39,11 @@ export class Context implements PluginContext {
   upstreams: ReadonlyMap<string, UpstreamRuntime> | null = null;
   /** Where plugin failures in response phases are reported (metrics and log). */
   onPluginError: ((f: PluginFailure) => void) | null = null;
+  /** Nodes plugins asked to keep this request off (avoidNode), or null. */
+  excluded: Set<NodeState> | null = null;
+  endedAt = 0;
+  bytesSent = 0;
+  bytesReceived = 0;
   private scratch: Record<string, unknown> | null = null;
 
   constructor(
@@ -74,6 +80,18 @@ export class Context implements PluginContext {
 
   get clientIp(): string {
     return this.fwd.clientIp;
+  }
+
+  get serviceId(): string | null {
+    return (this.target as Partial<RouteRuntime>).route?.serviceId ?? null;
+  }
+
+  get startedAt(): number {
+    return performance.timeOrigin + this.start;
+  }
+
+  avoidNode(node: NodeState): void {
+    (this.excluded ??= new Set()).add(node);
   }
 
   get vars(): Record<string, unknown> {

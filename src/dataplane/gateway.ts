@@ -23,6 +23,17 @@ import { normalizePath, splitTarget } from './router/normalize.js';
 import { compileSnapshot, type RouteRuntime, type Snapshot } from './snapshot.js';
 import { NodeRegistry } from './upstream/upstream.js';
 import { PoolRegistry } from './upstream/pools.js';
+import { PluginStateStore } from './plugins/state.js';
+import { ControlError, type PluginServices } from './plugins/types.js';
+import { LocalLimits } from './limits/local.js';
+import type { SharedLimits } from './limits/types.js';
+import { RedisClients } from './limits/redis-clients.js';
+
+/** A control action's answer in one process. */
+export interface ControlResult {
+  status: number;
+  body: unknown;
+}
 
 export interface GatewayOptions {
   settings: Settings;
@@ -32,6 +43,8 @@ export interface GatewayOptions {
   /** The plugins routes may use. */
   plugins: PluginRegistry;
   metrics?: Metrics;
+  /** Limits shared by this gateway's workers (the primary's, through IPC); default: in this process. */
+  limits?: SharedLimits;
 }
 
 /**
@@ -164,6 +177,11 @@ export class Gateway {
   private draining = false;
   private readonly sockets = new Set<Duplex>();
   private readonly answeredClients = new WeakSet<Duplex>();
+  /** Plugin state kept across reloads, and what plugins share in this process. */
+  readonly pluginState = new PluginStateStore();
+  readonly services: PluginServices;
+  private readonly redis: RedisClients;
+  private readonly ownLimits: LocalLimits | null;
 
   constructor(opts: GatewayOptions) {
     this.settings = opts.settings;
@@ -174,6 +192,10 @@ export class Gateway {
     this.metrics = opts.metrics ?? new Metrics();
     this.trusted = new TrustedProxies(opts.settings.proxy.trustedProxies);
     this.accessLog = opts.settings.accessLog.enabled ? opts.logger.child({ type: 'access' }) : null;
+    this.redis = new RedisClients(opts.logger);
+    this.ownLimits = opts.limits === undefined ? new LocalLimits().startSweeping() : null;
+    const limits = opts.limits ?? this.ownLimits!;
+    this.services = { limits, redis: (o) => this.redis.get(o) };
   }
 
   get revision(): number {
@@ -190,15 +212,42 @@ export class Gateway {
 
   /** Compile and swap in a new config. Throws (and keeps the old config) if it cannot be compiled. */
   applyConfig(cfg: DeclarativeConfig, revision: number): void {
+    this.pluginState.beginLoad();
     const next = compileSnapshot(
       cfg,
       revision,
-      { settings: this.settings, nodes: this.nodes, pools: this.pools, metrics: this.metrics, plugins: this.plugins, logger: this.log },
+      {
+        settings: this.settings,
+        nodes: this.nodes,
+        pools: this.pools,
+        metrics: this.metrics,
+        plugins: this.plugins,
+        logger: this.log,
+        state: this.pluginState,
+        services: this.services,
+      },
       this.snapshot,
     );
     this.snapshot = next;
     this.pools.sweep();
+    this.pluginState.sweep();
     this.metrics.configReloads++;
+  }
+
+  /**
+   * Run a plugin's control action (proxy-cache purge...) in this process. Answers with an HTTP status and
+   * what to send: 404 for an unknown plugin or action, 400 when the action refuses its arguments.
+   */
+  control(plugin: string, action: string, args: Record<string, unknown>): ControlResult {
+    const handler = this.plugins.get(plugin)?.control?.[action];
+    if (typeof handler !== 'function') return { status: 404, body: { error: { code: 'GH_ERR_ROUTE_NOT_FOUND', message: `plugin "${plugin}" has no action "${action}"` } } };
+    try {
+      return { status: 200, body: handler(args, this.pluginState.controlEnv(plugin)) ?? null };
+    } catch (e) {
+      if (e instanceof ControlError) return { status: 400, body: { error: { code: 'GH_ERR_BAD_REQUEST', message: e.message } } };
+      this.log.error({ plugin, action, err: (e as Error)?.name }, 'plugin control action failed');
+      return { status: 500, body: { error: { code: 'GH_ERR_INTERNAL', message: 'internal gateway error' } } };
+    }
   }
 
   /** Start the listeners; resolves with the bound ports. */
@@ -537,7 +586,8 @@ export class Gateway {
   private readonly finish = (ctx: Context): void => {
     const route = ctx.target as RouteRuntime;
     this.inFlight--;
-    const ms = performance.now() - ctx.start;
+    ctx.endedAt = performance.now();
+    const ms = ctx.endedAt - ctx.start;
     // A client that left before any response is logged as 499, as nginx does.
     const status = ctx.res.writableFinished ? ctx.status : ctx.status === 0 ? 499 : ctx.status;
     route.stats.record(status, ms, ctx.upstreamLatency);
@@ -651,7 +701,7 @@ export class Gateway {
     fail: (code: ErrorCode) => void,
   ): void {
     const up = ctx?.upstream ?? matched.upstream;
-    const node = up.pick({ clientIp: fwd.clientIp, path, query, headers: req.headers }, null);
+    const node = up.pick({ clientIp: fwd.clientIp, path, query, headers: req.headers }, ctx?.excluded ?? null);
     if (node === null) return fail('GH_ERR_UPSTREAM_NO_HEALTHY_NODE');
     const hostHeader = up.passHost === 'pass' ? fwd.host || up.nodeHost(node) : up.passHost === 'rewrite' ? up.upstreamHost! : up.nodeHost(node);
     const plain = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, hostHeader, fwd, trustedPeer);
@@ -777,6 +827,9 @@ export class Gateway {
     this.httpServer?.closeAllConnections();
     await Promise.race([Promise.all(closing), new Promise((r) => setTimeout(r, 1000))]);
     await this.pools.closeAll();
+    this.pluginState.closeAll();
+    this.ownLimits?.close();
+    await this.redis.closeAll();
   }
 }
 

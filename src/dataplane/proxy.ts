@@ -98,6 +98,7 @@ export function respond(ctx: Context, status: number, headers: string[], body: B
   if (head.status >= 200 && head.status !== 204 && head.status !== 304) head.headers.push('content-length', String(body.length));
   if (close && !ctx.h2) head.headers.push('connection', 'close');
   ctx.status = head.status;
+  ctx.bytesSent += body.length;
   if (ctx.h2) (res as Http2ServerResponse).writeHead(head.status, headersToObject(head.headers));
   else (res as ServerResponse).writeHead(head.status, head.headers);
   res.end(body);
@@ -111,7 +112,7 @@ export function respondError(ctx: Context, code: ErrorCode, close = false, extra
 
 /** Counts body bytes and fails once a chunked (length-less) body crosses the route's limit. */
 class BodyLimit extends Transform {
-  private seen = 0;
+  seen = 0;
   exceeded = false;
   constructor(private readonly limit: number) {
     super();
@@ -175,6 +176,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
     this.headers = ctx.upstreamEdits === null ? headers : ctx.editUpstreamHeaders(headers);
     headers = this.headers;
+    if (ctx.excluded !== null) this.tried = new Set(ctx.excluded);
+    if (this.buffered !== null) ctx.bytesReceived = this.buffered.length;
+    else if (hasBody) {
+      const cl = req.headers['content-length'];
+      if (cl !== undefined) ctx.bytesReceived = Number(cl) || 0;
+    }
     if (hasBody && this.buffered === null) {
       const limit = ctx.target.maxBodySize;
       if (limit > 0 && req.headers['content-length'] === undefined) {
@@ -214,6 +221,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   };
 
   private readonly onResponseClose = (): void => {
+    if (this.limiter !== null) this.ctx.bytesReceived = this.limiter.seen;
     if (!this.finished) {
       this.clientGone = true;
       this.abortUpstream?.(new Error('client closed the connection'));
@@ -320,6 +328,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       if (out.length === 0) return true;
       chunk = out;
     }
+    this.ctx.bytesSent += chunk.length;
     const ok = (this.ctx.res as ServerResponse).write(chunk);
     if (!ok) (this.ctx.res as ServerResponse).once('drain', this.drainWaiting!);
     return ok;
@@ -331,7 +340,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.filterBody) {
       const tail = this.filter(EMPTY, true);
       if (tail === null) return;
-      if (tail.length > 0) (res as ServerResponse).write(tail);
+      if (tail.length > 0) {
+        this.ctx.bytesSent += tail.length;
+        (res as ServerResponse).write(tail);
+      }
     }
     if (trailers && trailers.length && !this.ctx.h2) {
       const t: Record<string, string> = {};

@@ -20,6 +20,8 @@ import type { ProxyTarget } from './proxy.js';
 import type { Logger } from 'pino';
 import type { PluginRegistry } from './plugins/registry.js';
 import { compileChain, type Chain, type ChainBuildEnv, type PluginConfigAt } from './plugins/chain.js';
+import type { PluginStateStore } from './plugins/state.js';
+import type { PluginServices } from './plugins/types.js';
 
 export interface RouteRuntime extends ProxyTarget {
   id: string;
@@ -45,6 +47,8 @@ export interface SnapshotDeps {
   nodes: NodeRegistry;
   pools: PoolRegistry;
   metrics: Metrics;
+  state: PluginStateStore;
+  services: PluginServices;
 }
 
 /** Build a snapshot. Upstreams whose config did not change keep their runtime (balancer position, pools). */
@@ -86,8 +90,8 @@ export function compileSnapshot(cfg: DeclarativeConfig, revision: number, deps: 
     credentials.set(def.name, def.indexCredentials(found));
   }
   const consumerPaths = new Map(cfg.consumers.map((c, i) => [c.username, `consumers[${i}]`]));
-  const chainEnv: ChainBuildEnv = { registry: deps.plugins, logger: deps.logger, credentials, consumerPaths };
-  const globalConfigs: PluginConfigAt[] = Object.entries(cfg.globalPlugins ?? {}).map(([name, config]) => ({ name, config, path: `globalPlugins.${name}` }));
+  const chainEnv: ChainBuildEnv = { registry: deps.plugins, logger: deps.logger, credentials, consumerPaths, state: deps.state, services: deps.services };
+  const globalConfigs: PluginConfigAt[] = Object.entries(cfg.globalPlugins ?? {}).map(([name, config]) => ({ name, config, path: `globalPlugins.${name}`, scope: 'global' }));
   const serviceIndex = new Map(cfg.services.map((s, i) => [s.id, i]));
 
   const entries: RouteEntry<RouteRuntime>[] = [];
@@ -114,9 +118,9 @@ export function compileSnapshot(cfg: DeclarativeConfig, revision: number, deps: 
     for (const g of globalConfigs) merged.set(g.name, g);
     const si = r.serviceId !== undefined ? serviceIndex.get(r.serviceId) : undefined;
     if (si !== undefined) {
-      for (const [name, config] of Object.entries(cfg.services[si]!.plugins ?? {})) merged.set(name, { name, config, path: `services[${si}].plugins.${name}` });
+      for (const [name, config] of Object.entries(cfg.services[si]!.plugins ?? {})) merged.set(name, { name, config, path: `services[${si}].plugins.${name}`, scope: `service:${r.serviceId}` });
     }
-    for (const [name, config] of Object.entries(r.plugins ?? {})) merged.set(name, { name, config, path: `routes[${routeIndex}].plugins.${name}` });
+    for (const [name, config] of Object.entries(r.plugins ?? {})) merged.set(name, { name, config, path: `routes[${routeIndex}].plugins.${name}`, scope: `route:${r.id}` });
     value.chain = compileChain([...merged.values()], chainEnv);
     entries.push({ route: r, value });
   });

@@ -13,14 +13,18 @@ import type { DeclarativeConfig } from '../model/declarative.js';
 import { validateDeclarative } from '../model/validate.js';
 import { formatProblems } from '../config/declarative-file.js';
 import { loadPlugins } from '../plugins/load.js';
+import type { Server } from 'node:http';
+import { startStatusServer } from '../status/server.js';
+import { renderPrometheus } from '../status/metrics.js';
 
 export interface InProcessGateway {
   gateway: Gateway;
   health: HealthChecker;
   settings: Settings;
-  /** Bound ports. */
+  /** Bound ports (status: when the options asked for a status server). */
   http: number;
   https: number | null;
+  status: number | null;
   /** Validate and apply a config (throws with field-path problems when invalid). */
   apply(config: unknown): void;
   close(): Promise<void>;
@@ -31,6 +35,8 @@ export interface InProcessOptions {
   settings?: Record<string, unknown>;
   config: unknown;
   logger?: Logger;
+  /** Also serve the status port (metrics, health, plugin control actions) on a free loopback port. */
+  statusServer?: boolean;
 }
 
 export async function startInProcessGateway(opts: InProcessOptions): Promise<InProcessGateway> {
@@ -60,15 +66,30 @@ export async function startInProcessGateway(opts: InProcessOptions): Promise<InP
   };
   apply(opts.config);
   const ports = await gateway.listen();
+  let status: Server | null = null;
+  if (opts.statusServer) {
+    status = await startStatusServer('127.0.0.1', 0, {
+      healthy: () => gateway.ready,
+      ready: () => ({ ready: gateway.ready, detail: { revision: gateway.revision } }),
+      metrics: async () => renderPrometheus([gateway.metrics.dump()], { health: health.snapshot(), configRevision: gateway.revision, workers: 1 }),
+      // The same shape as a multi-worker gateway's answer: one entry per worker.
+      control: async (plugin, action, args) => {
+        const r = gateway.control(plugin, action, args);
+        return r.status === 200 ? { status: 200, body: { workers: [r.body] } } : r;
+      },
+    });
+  }
   return {
     gateway,
     health,
     settings,
     http: ports.http,
     https: ports.https,
+    status: status ? (status.address() as { port: number }).port : null,
     apply,
     close: async () => {
       health.close();
+      await new Promise<void>((resolve) => (status ? status.close(() => resolve()) : resolve()));
       await gateway.drain(1000);
     },
   };

@@ -19,6 +19,7 @@ import { FileConfigSource } from '../sync/file-source.js';
 import type { PrimaryToWorker, WorkerToPrimary } from '../sync/messages.js';
 import { formatProblems } from '../config/declarative-file.js';
 import { loadPlugins } from '../plugins/load.js';
+import { PrimaryLimits } from './limits-ipc.js';
 
 interface WorkerInfo {
   worker: Worker;
@@ -72,6 +73,11 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   };
   health.on('change', (c: { upstream: string; node: string; healthy: boolean }) => broadcast({ t: 'health', ...c }));
 
+  // The limits all workers share (limit-count, limit-req, limit-conn with policy local).
+  const limits = new PrimaryLimits(() => workers.size);
+  const pendingControl = new Map<number, { results: Array<{ worker: number; status: number; body: unknown }>; waiting: number; done: () => void }>();
+  let controlSeq = 0;
+
   const pendingMetrics = new Map<number, { dumps: MetricsDump[]; waiting: number; done: () => void }>();
   let metricsSeq = 0;
   /** Each live worker's latest dump, and what dead workers had reported: counters must not go down when a
@@ -106,6 +112,20 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
         case 'passive':
           health.reportPassive(msg.upstream, msg.node, msg.ok);
           break;
+        case 'limits':
+          worker.send({ t: 'limits', id: msg.id, reply: limits.handle(worker.id, msg.op) } satisfies PrimaryToWorker);
+          break;
+        case 'limits-release':
+          limits.release(worker.id, msg.key);
+          break;
+        case 'control': {
+          const p = pendingControl.get(msg.id);
+          if (p) {
+            p.results.push({ worker: worker.id, status: msg.status, body: msg.body });
+            if (--p.waiting === 0) p.done();
+          }
+          break;
+        }
         case 'metrics': {
           lastDumps.set(worker.id, msg.dump);
           const p = pendingMetrics.get(msg.id);
@@ -121,6 +141,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
 
   cluster.on('exit', (worker, code, signal) => {
     workers.delete(worker.id);
+    limits.workerGone(worker.id);
     const last = lastDumps.get(worker.id);
     if (last) {
       lastDumps.delete(worker.id);
@@ -156,6 +177,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
     log.info({ signal }, 'draining in-flight requests');
     source.close();
     health.close();
+    limits.close();
     broadcast({ t: 'drain', timeout: settings.shutdownTimeout });
     const hardStop = setTimeout(() => {
       log.warn('drain timed out; exiting');
@@ -192,6 +214,25 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
       setTimeout(finish, 1000).unref();
     });
 
+  /** Run a plugin control action in every live worker; 200 with each worker's answer unless one refused it. */
+  const runControl = (plugin: string, action: string, args: Record<string, unknown>): Promise<{ status: number; body: unknown }> =>
+    new Promise((resolve) => {
+      const live = [...workers.values()].filter((w) => w.worker.isConnected());
+      const id = ++controlSeq;
+      const entry = { results: [] as Array<{ worker: number; status: number; body: unknown }>, waiting: live.length, done: () => {} };
+      entry.done = () => {
+        pendingControl.delete(id);
+        const failed = entry.results.find((r) => r.status !== 200);
+        if (failed) return resolve({ status: failed.status, body: failed.body });
+        if (entry.results.length < live.length) return resolve({ status: 503, body: { error: { code: 'GH_ERR_SHUTTING_DOWN', message: 'not every worker answered' } } });
+        resolve({ status: 200, body: { workers: entry.results.map((r) => r.body) } });
+      };
+      if (live.length === 0) return entry.done();
+      pendingControl.set(id, entry);
+      for (const w of live) w.worker.send({ t: 'control', id, plugin, action, args } satisfies PrimaryToWorker);
+      setTimeout(entry.done, 2000).unref();
+    });
+
   try {
     status = await startStatusServer(settings.status.host, settings.status.port, {
       healthy: () => !shuttingDown,
@@ -210,6 +251,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
         for (const d of dumps) d.configErrors = Math.max(d.configErrors, configErrors);
         return renderPrometheus(dumps, { health: health.snapshot(), configRevision: revision, workers: workers.size });
       },
+      control: runControl,
     });
     const addr = status.address() as { port: number };
     log.info({ port: addr.port }, 'status server listening');

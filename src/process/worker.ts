@@ -9,6 +9,8 @@ import { Gateway } from '../dataplane/gateway.js';
 import { PassiveReporter } from '../dataplane/upstream/health.js';
 import { loadPlugins } from '../plugins/load.js';
 import type { PrimaryToWorker, WorkerToPrimary } from '../sync/messages.js';
+import { LeasedLimits } from '../dataplane/limits/leased.js';
+import { WorkerLimitsChannel } from './limits-ipc.js';
 
 function send(msg: WorkerToPrimary): void {
   process.send?.(msg);
@@ -18,7 +20,10 @@ export async function runWorker(settings: Settings, log: Logger): Promise<void> 
   const plugins = await loadPlugins(settings);
   // Passive outcomes go to the primary, which owns health state for all workers; healthy traffic sends nothing.
   const passive = new PassiveReporter((r) => send({ t: 'passive', upstream: r.upstream, node: r.node, ok: r.ok }));
-  const gateway = new Gateway({ settings, logger: log, plugins, health: { report: (upstream, node, ok) => passive.report(upstream, node.key, ok) } });
+  // Limits shared by all workers live in the primary; counters are spent from leases it hands out.
+  const limitsChannel = new WorkerLimitsChannel(send, log);
+  const limits = new LeasedLimits(limitsChannel).startSweeping();
+  const gateway = new Gateway({ settings, logger: log, plugins, limits, health: { report: (upstream, node, ok) => passive.report(upstream, node.key, ok) } });
   let listening = false;
   /** Health flips that arrived before the config naming their upstream. */
   const pendingHealth = new Map<string, boolean>();
@@ -66,6 +71,14 @@ export async function runWorker(settings: Settings, log: Logger): Promise<void> 
       case 'metrics':
         send({ t: 'metrics', id: msg.id, dump: gateway.metrics.dump() });
         break;
+      case 'limits':
+        limitsChannel.onReply(msg);
+        break;
+      case 'control': {
+        const r = gateway.control(msg.plugin, msg.action, msg.args);
+        send({ t: 'control', id: msg.id, status: r.status, body: r.body });
+        break;
+      }
       case 'drain':
         gateway.drain(msg.timeout).finally(() => process.exit(0));
         break;

@@ -10,7 +10,7 @@ export interface Harness {
   /** A real upstream on 127.0.0.1, closed after the tests. */
   upstream(handler?: Handler, opts?: { readBody?: boolean }): Promise<TestUpstream>;
   /** An in-process gateway on free ports, closed after the tests. */
-  gateway(config: unknown, settings?: Record<string, unknown>): Promise<InProcessGateway>;
+  gateway(config: unknown, settings?: Record<string, unknown>, opts?: { statusServer?: boolean }): Promise<InProcessGateway>;
   /** Run `fn` after the tests (last registered, first run). */
   defer(fn: () => Promise<void> | void): void;
 }
@@ -26,8 +26,8 @@ export function harness(): Harness {
       cleanups.push(() => u.close());
       return u;
     },
-    async gateway(config, settings) {
-      const g = await startInProcessGateway({ config, settings });
+    async gateway(config, settings, opts) {
+      const g = await startInProcessGateway({ config, settings, statusServer: opts?.statusServer });
       cleanups.push(() => g.close());
       return g;
     },

@@ -7,7 +7,8 @@
 import type { Logger } from 'pino';
 import type { Consumer } from '../../model/consumer.js';
 import type { PluginRegistry } from './registry.js';
-import type { AuthResult, PluginContext, PluginInstance, PluginResponse, ResponseHead } from './types.js';
+import type { PluginStateStore } from './state.js';
+import type { AuthResult, PluginContext, PluginInstance, PluginResponse, PluginServices, ResponseHead } from './types.js';
 
 /** One configured plugin: where its config came from and the hooks it made. */
 export interface ChainEntry {
@@ -23,6 +24,8 @@ export interface PluginConfigAt {
   name: string;
   config: Record<string, unknown>;
   path: string;
+  /** Stable id of the object it was written on ("route:r1", "service:s1", "consumer:alice", "global"). */
+  scope: string;
 }
 
 /** A plugin threw or rejected: the request ends with 500 and is never proxied. */
@@ -47,6 +50,9 @@ export interface ChainBuildEnv {
   credentials: Map<string, unknown>;
   /** "consumers[3]" by username, for the config paths of consumer plugins. */
   consumerPaths: ReadonlyMap<string, string>;
+  /** State kept across reloads, and what the process shares with plugins. */
+  state: PluginStateStore;
+  services: PluginServices;
 }
 
 function has<K extends keyof PluginInstance>(e: ChainEntry, k: K): boolean {
@@ -98,7 +104,10 @@ export class Chain {
       const overridden = new Set(Object.keys(consumer.plugins));
       const kept = this.entries.filter((e) => !overridden.has(e.name));
       const added = Object.entries(consumer.plugins).map(([name, config]) =>
-        createEntry({ name, config: config as Record<string, unknown>, path: `${this.env.consumerPaths.get(consumer.username) ?? 'consumers'}.plugins.${name}` }, this.env),
+        createEntry(
+          { name, config: config as Record<string, unknown>, path: `${this.env.consumerPaths.get(consumer.username) ?? 'consumers'}.plugins.${name}`, scope: `consumer:${consumer.username}` },
+          this.env,
+        ),
       );
       chain = new Chain([...kept, ...added], this.env);
       this.byConsumer.set(consumer.username, chain);
@@ -110,7 +119,14 @@ export class Chain {
 function createEntry(at: PluginConfigAt, env: ChainBuildEnv): ChainEntry {
   const def = env.registry.get(at.name);
   if (!def) throw new Error(`${at.path}: unknown plugin "${at.name}"`);
-  const instance = def.create(at.config, { logger: env.logger.child({ plugin: at.name }), credentials: env.credentials.get(at.name), path: at.path });
+  const instance = def.create(at.config, {
+    logger: env.logger.child({ plugin: at.name }),
+    credentials: env.credentials.get(at.name),
+    path: at.path,
+    scope: at.scope,
+    state: (key, create) => env.state.get(at.name, key, create),
+    services: env.services,
+  });
   return { name: at.name, priority: def.priority, path: at.path, instance };
 }
 

@@ -7,6 +7,10 @@ import type { TSchema } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import type { Consumer } from '../../model/consumer.js';
 import type { RequestContext } from '../proxy.js';
+import type { NodeState } from '../upstream/types.js';
+import type { UpstreamRuntime } from '../upstream/upstream.js';
+import type { SharedLimits } from '../limits/types.js';
+import type { RedisConnectionOptions, RedisHandle } from '../limits/redis-clients.js';
 
 /** Where a plugin may be configured. */
 export type PluginScope = 'global' | 'service' | 'route' | 'consumer';
@@ -70,6 +74,22 @@ export interface PluginContext extends RequestContext {
   /** Path and query, which rewrite plugins may change (the path stays canonical: set it with care). */
   path: string;
   query: string;
+  /** The service the route belongs to, or null. */
+  readonly serviceId: string | null;
+  /** The client address (X-Forwarded-For / X-Real-IP honoured only from trusted proxies). */
+  readonly clientIp: string;
+  /** Date.now() when the request arrived (the `start` field is performance.now()). */
+  readonly startedAt: number;
+  /** performance.now() when the response ended or the client left; 0 before (set for the log phase). */
+  endedAt: number;
+  /** Response body bytes written to the client. */
+  bytesSent: number;
+  /** Request body bytes received from the client (counted as they stream, or the buffered body's length). */
+  bytesReceived: number;
+  /** The upstream the request goes to (the route's, or one a plugin picked with useUpstream). */
+  readonly upstream: UpstreamRuntime;
+  /** Keep this request off a node (a circuit breaker's open node): the balancer skips it, retries too. */
+  avoidNode(node: NodeState): void;
 }
 
 /** The hooks one configured plugin contributes to a route's chain. */
@@ -99,6 +119,17 @@ export interface PluginInstance {
   needsBody?: boolean;
 }
 
+/** What the process running the gateway shares with plugins. */
+export interface PluginServices {
+  /**
+   * Counters, leaky buckets and concurrency slots shared by every worker of this gateway (`policy: local` of the
+   * limit plugins). In a multi-worker gateway they live in the primary process; in one process, in memory.
+   */
+  limits: SharedLimits;
+  /** A Redis client for these connection options, shared by every plugin instance that names the same server. */
+  redis(options: RedisConnectionOptions): RedisHandle;
+}
+
 /** What `create` gets besides the plugin's own config. */
 export interface PluginEnv {
   logger: Logger;
@@ -106,6 +137,26 @@ export interface PluginEnv {
   credentials: unknown;
   /** Where the config sits ("routes[3].plugins.key-auth"), for messages. */
   path: string;
+  /**
+   * Stable id of the object the config was written on: "route:<id>", "service:<id>", "consumer:<username>" or
+   * "global". Unlike `path` it does not change when other objects are added or reordered: key state by it.
+   */
+  scope: string;
+  /**
+   * State that outlives config reloads (a cache, a breaker's counts, a log queue): the value stored under `key`
+   * for this plugin, made by `create` the first time. A value no config load asks for in two loads in a row is
+   * dropped (its `close()` is called when it has one).
+   */
+  state<T>(key: string, create: () => T): T;
+  services: PluginServices;
+}
+
+/** What a plugin's control action gets (see PluginDefinition.control). */
+export interface PluginControlEnv {
+  /** The plugin's state stored under `key`, if any config load made it. */
+  state<T>(key: string): T | undefined;
+  /** Every key of the plugin's state. */
+  stateKeys(): string[];
 }
 
 export interface PluginDefinition<Config = Record<string, unknown>, Credential = Record<string, unknown>, Index = unknown> {
@@ -138,6 +189,19 @@ export interface PluginDefinition<Config = Record<string, unknown>, Credential =
   checkCredential?(credential: Credential): Array<[string, string]>;
   /** Work out the options once when config loads; returns the hooks. */
   create(config: Config, env: PluginEnv): PluginInstance;
+  /**
+   * Operator actions served on the status port (`POST /plugins/<name>/<action>` with a JSON body): run in every
+   * worker, each answering with JSON-able data (proxy-cache's purge). Throw a ControlError for a bad request.
+   */
+  control?: Record<string, (args: Record<string, unknown>, env: PluginControlEnv) => unknown>;
+}
+
+/** A control action refused the request: answered with 400 and this message (which must not hold secrets). */
+export class ControlError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ControlError';
+  }
 }
 
 /** Identity function that types a plugin definition; the registry checks it is complete. */

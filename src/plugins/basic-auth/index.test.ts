@@ -19,6 +19,7 @@ import { json, send, type Reply } from '../../../test/helpers/http.js';
 import basicAuth, { type BasicAuthIndex } from './index.js';
 import { Limiter, parseScrypt, scryptLimiter } from './scrypt.js';
 import { harness } from '../../../test/helpers/harness.js';
+import { pluginEnv } from '../../../test/helpers/plugin-env.js';
 
 const { upstream, gateway } = harness();
 
@@ -119,7 +120,7 @@ function direct(entries: Array<{ username: string; credential: Record<string, st
   const index = basicAuth.indexCredentials!(
     entries.map((e, i) => ({ consumer: { username: e.username } as Consumer, credential: e.credential as never, path: `consumers[${i}].credentials.basic-auth` })),
   );
-  const instance: PluginInstance = basicAuth.create({ realm: 'gatehouse', hideCredentials: true }, { logger: {} as never, credentials: index, path: 'routes[0].plugins.basic-auth' });
+  const instance: PluginInstance = basicAuth.create({ realm: 'gatehouse', hideCredentials: true }, pluginEnv({ credentials: index, path: 'routes[0].plugins.basic-auth' }));
   const auth = (authorization: string | undefined): Promise<AuthResult> => {
     const ctx = { headers: { authorization }, removeUpstreamHeader() {} } as unknown as PluginContext;
     return Promise.resolve(instance.authenticate!(ctx));

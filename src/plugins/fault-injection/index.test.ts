@@ -19,6 +19,7 @@ import type { PluginContext, PluginInstance, PluginResponse } from '../../datapl
 import { harness } from '../../../test/helpers/harness.js';
 import { node } from '../../../test/helpers/upstream.js';
 import { json, send } from '../../../test/helpers/http.js';
+import { pluginEnv } from '../../../test/helpers/plugin-env.js';
 
 const { upstream, gateway } = harness();
 const P = 'routes[0].plugins.fault-injection';
@@ -39,7 +40,7 @@ const routeConfig = (port: number, plugin: unknown, paths = ['/*']) => ({
 
 /** The plugin instance as the gateway makes it, for driving its hook directly (config with defaults filled). */
 function instance(config: Record<string, unknown>): PluginInstance {
-  return faultInjection.create(config as Parameters<typeof faultInjection.create>[0], { logger: pino({ level: 'silent' }), credentials: undefined, path: 'test' });
+  return faultInjection.create(config as Parameters<typeof faultInjection.create>[0], pluginEnv());
 }
 
 /** Just what the hook reads of a request: headers and query for match, res for the client leaving. */

@@ -21,6 +21,7 @@ import { json, send, type Reply } from '../../../test/helpers/http.js';
 import { ALGORITHMS, claimsAcceptable, decodeJws, hmacVerifier, publicKeyVerifier, type Algorithm } from './verify.js';
 import { JwksSource, cacheControlMaxAge } from './jwks.js';
 import { harness } from '../../../test/helpers/harness.js';
+import { pluginEnv } from '../../../test/helpers/plugin-env.js';
 
 const { upstream, gateway, defer } = harness();
 
@@ -519,7 +520,7 @@ describe('jwt-auth traffic', () => {
     const credential: Record<string, unknown> = { key: 'carol', secret: hsSecret };
     assert.deepEqual(registry.validate('jwt-auth', credential, 'c', 'credential'), []);
     const credentials = def.indexCredentials!([{ consumer, credential, path: 'consumers[0].credentials.jwt-auth' }]);
-    const instance = def.create(config, { logger: createLogger({ level: 'silent' }), credentials, path: 'r' });
+    const instance = def.create(config, pluginEnv({ credentials, path: 'r' }));
     const token = await mint('HS256', Buffer.from(hsSecret), { key: 'carol', scope: 'read write' });
     const ctx = { headers: bearer(token), query: '', vars: {} as Record<string, unknown>, removeUpstreamHeader() {}, setUpstreamHeader() {} } as unknown as PluginContext;
     const result = await instance.authenticate!(ctx);

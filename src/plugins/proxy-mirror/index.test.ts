@@ -19,6 +19,7 @@ import type { PluginContext } from '../../dataplane/plugins/types.js';
 import { harness } from '../../../test/helpers/harness.js';
 import { closedPort, node, type TestUpstream } from '../../../test/helpers/upstream.js';
 import { send, json } from '../../../test/helpers/http.js';
+import { pluginEnv } from '../../../test/helpers/plugin-env.js';
 
 const { upstream, gateway } = harness();
 const P = 'routes[0].plugins.proxy-mirror';
@@ -138,7 +139,7 @@ describe('proxy-mirror body tap', () => {
       upstreams: new Map([['upstream:shadow', shadow]]),
       editUpstreamHeaders: (list: string[]) => list,
     } as unknown as PluginContext;
-    const inst = proxyMirror.create({ upstreamId: 'shadow', sampleRatio: 1, timeout: 1000, maxBodySize: 100 }, { logger: pino({ level: 'silent' }), credentials: undefined, path: 'test' });
+    const inst = proxyMirror.create({ upstreamId: 'shadow', sampleRatio: 1, timeout: 1000, maxBodySize: 100 }, pluginEnv());
     inst.beforeUpstream!(ctx);
     // Several turns of the event loop with no reader: a listener that started the flow would lose the bytes.
     for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));

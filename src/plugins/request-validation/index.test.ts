@@ -16,6 +16,7 @@ import { node, startUpstream, type TestUpstream } from '../../../test/helpers/up
 import { json, send, type Reply } from '../../../test/helpers/http.js';
 import plugin, { scanJson } from './index.js';
 import { harness } from '../../../test/helpers/harness.js';
+import { pluginEnv } from '../../../test/helpers/plugin-env.js';
 
 const { gateway, defer } = harness();
 
@@ -136,7 +137,7 @@ describe('request-validation config', () => {
   });
 
   it('asks the gateway for the body only when a body schema is configured', () => {
-    const env = { logger: createLogger({ level: 'silent' }), credentials: undefined, path: 'routes[0].plugins.request-validation' };
+    const env = pluginEnv({ path: 'routes[0].plugins.request-validation' });
     assert.equal(plugin.create({ body: { type: 'object' }, rejectedCode: 400, maxDepth: 64 }, env).needsBody, true);
     assert.equal(plugin.create({ query: { type: 'object' }, rejectedCode: 400, maxDepth: 64 }, env).needsBody, false);
   });

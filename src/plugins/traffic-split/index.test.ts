@@ -17,6 +17,7 @@ import type { PluginContext, PluginInstance } from '../../dataplane/plugins/type
 import { harness } from '../../../test/helpers/harness.js';
 import { node, type TestUpstream } from '../../../test/helpers/upstream.js';
 import { send } from '../../../test/helpers/http.js';
+import { pluginEnv } from '../../../test/helpers/plugin-env.js';
 
 const { upstream, gateway } = harness();
 const P = 'routes[0].plugins.traffic-split';
@@ -35,7 +36,7 @@ function problemsOf(plugin: unknown, extra: Record<string, unknown> = {}): strin
 
 /** The plugin instance as the gateway makes it (config with defaults filled by validation). */
 function instance(config: unknown): PluginInstance {
-  return trafficSplit.create(config as Parameters<typeof trafficSplit.create>[0], { logger: pino({ level: 'silent' }), credentials: undefined, path: 'test' });
+  return trafficSplit.create(config as Parameters<typeof trafficSplit.create>[0], pluginEnv());
 }
 
 /** Runs the hook on `n` bare requests and lists the upstream each was sent to ('-' for the route's own). */

@@ -1,0 +1,144 @@
+/**
+ * @module dataplane/limits/leased
+ * A worker's view of the gateway's shared limits, whose authority is the primary process. Counters are spent
+ * from leases: the primary hands a worker a share of what a limit has left, the worker spends it with no
+ * message per request and asks again when it runs out, so most requests cost a map lookup. Leases shrink as a
+ * limit runs out, so the workers together never exceed it; at worst a worker refuses a request while another
+ * still holds a few unspent tokens. Buckets and concurrency slots go to the primary on every request.
+ */
+import type { Grant } from './local.js';
+import { windowName, type BucketVerdict, type CounterLimit, type CounterVerdict, type SharedLimits } from './types.js';
+
+/** How a worker reaches the primary's LocalLimits. */
+export interface LimitsChannel {
+  grant(key: string, limits: readonly CounterLimit[], cost: number): Promise<Grant[]>;
+  bucket(key: string, rate: number, burst: number): Promise<BucketVerdict>;
+  acquire(key: string, max: number): Promise<boolean>;
+  release(key: string): void;
+}
+
+interface Lease {
+  tokens: number;
+  /** What the primary had left after its last grant (other workers' unspent tokens count as used). */
+  remaining: number;
+  end: number;
+}
+
+export class LeasedLimits implements SharedLimits {
+  private readonly leases = new Map<string, Lease>();
+  /** A grant request in flight per counter key: requests that find no tokens meanwhile wait for it. */
+  private readonly pending = new Map<string, Promise<void>>();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly channel: LimitsChannel,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  startSweeping(ms = 10_000): this {
+    this.timer ??= setInterval(() => this.sweep(), ms);
+    this.timer.unref();
+    return this;
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  sweep(): void {
+    const now = this.now();
+    for (const [k, l] of this.leases) if (l.end <= now) this.leases.delete(k);
+  }
+
+  /** HOT PATH: spend from leases when every limit has enough; else ask the primary for the ones short. */
+  count(key: string, limits: readonly CounterLimit[], cost: number): CounterVerdict | Promise<CounterVerdict> {
+    const v = this.spend(key, limits, cost);
+    return v ?? this.refill(key, limits, cost).then(() => this.spend(key, limits, cost) ?? this.refused(key, limits));
+  }
+
+  private leaseKey(key: string, l: CounterLimit): string {
+    return `${key}\0${windowName(l.window, l.sliding)}`;
+  }
+
+  /** Spend `cost` from each limit's lease if all have it; null when one is short or expired. */
+  private spend(key: string, limits: readonly CounterLimit[], cost: number): CounterVerdict | null {
+    const now = this.now();
+    let best: Lease | null = null;
+    let bestLimit = 0;
+    for (let i = 0; i < limits.length; i++) {
+      const lease = this.leases.get(limits.length === 1 ? key : this.leaseKey(key, limits[i]!));
+      if (lease === undefined || lease.end <= now || lease.tokens < cost) return null;
+    }
+    for (let i = 0; i < limits.length; i++) {
+      const lease = this.leases.get(limits.length === 1 ? key : this.leaseKey(key, limits[i]!))!;
+      lease.tokens -= cost;
+      if (best === null || lease.remaining + lease.tokens < best.remaining + best.tokens) {
+        best = lease;
+        bestLimit = limits[i]!.count;
+      }
+    }
+    return { allowed: true, limit: bestLimit, remaining: best!.remaining + best!.tokens, resetMs: best!.end - now };
+  }
+
+  /** The verdict when a refill left some limit short: report that limit. */
+  private refused(key: string, limits: readonly CounterLimit[]): CounterVerdict {
+    const now = this.now();
+    for (const l of limits) {
+      const lease = this.leases.get(limits.length === 1 ? key : this.leaseKey(key, l));
+      if (lease === undefined || lease.end <= now || lease.tokens < 1) {
+        return { allowed: false, limit: l.count, remaining: 0, resetMs: Math.max(0, (lease?.end ?? now) - now) };
+      }
+    }
+    return { allowed: false, limit: limits[0]!.count, remaining: 0, resetMs: 0 };
+  }
+
+  /** Ask the primary for the limits whose lease is short; one request at a time per key. */
+  private refill(key: string, limits: readonly CounterLimit[], cost: number): Promise<void> {
+    const inFlight = this.pending.get(key);
+    if (inFlight !== undefined) return inFlight;
+    const now = this.now();
+    const short: CounterLimit[] = [];
+    const keys: string[] = [];
+    for (const l of limits) {
+      const k = limits.length === 1 ? key : this.leaseKey(key, l);
+      const lease = this.leases.get(k);
+      if (lease === undefined || lease.end <= now || lease.tokens < cost) {
+        short.push(l);
+        keys.push(k);
+      }
+    }
+    const p = this.channel.grant(key, short, cost).then(
+      (grants) => {
+        this.pending.delete(key);
+        grants.forEach((g, i) => {
+          const k = keys[i]!;
+          const lease = this.leases.get(k);
+          // Unspent tokens of an ended window are worth nothing; of the current one they add up.
+          if (lease !== undefined && lease.end === g.end) {
+            lease.tokens += g.granted;
+            lease.remaining = g.remaining;
+          } else this.leases.set(k, { tokens: g.granted, remaining: g.remaining, end: g.end });
+        });
+      },
+      (err: unknown) => {
+        this.pending.delete(key);
+        throw err;
+      },
+    );
+    this.pending.set(key, p);
+    return p;
+  }
+
+  bucket(key: string, rate: number, burst: number): Promise<BucketVerdict> {
+    return this.channel.bucket(key, rate, burst);
+  }
+
+  acquire(key: string, max: number): Promise<boolean> {
+    return this.channel.acquire(key, max);
+  }
+
+  release(key: string): void {
+    this.channel.release(key);
+  }
+}
