@@ -42,6 +42,7 @@ export class Context implements PluginContext {
   /** Nodes plugins asked to keep this request off (avoidNode), or null. */
   excluded: Set<NodeState> | null = null;
   endedAt = 0;
+  upstreamSentAt = 0;
   bytesSent = 0;
   bytesReceived = 0;
   private scratch: Record<string, unknown> | null = null;

@@ -195,7 +195,7 @@ export class Gateway {
     this.redis = new RedisClients(opts.logger);
     this.ownLimits = opts.limits === undefined ? new LocalLimits().startSweeping() : null;
     const limits = opts.limits ?? this.ownLimits!;
-    this.services = { limits, redis: (o) => this.redis.get(o) };
+    this.services = { limits, redis: (o) => this.redis.get(o), metrics: this.metrics };
   }
 
   get revision(): number {

@@ -15,7 +15,7 @@ import type { UpstreamRuntime } from './upstream/upstream.js';
 import type { NodeState, PickContext } from './upstream/types.js';
 import type { Timeouts } from '../model/common.js';
 import type { Context } from './context.js';
-import { PluginFailure, runResponseBody } from './plugins/chain.js';
+import { PluginFailure, runResponseBody, runResponseTap } from './plugins/chain.js';
 
 export type ClientRequest = IncomingMessage | Http2ServerRequest;
 export type ClientResponse = ServerResponse | Http2ServerResponse;
@@ -142,6 +142,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private buffered: Buffer | null = null;
   /** Plugins filter the response body (the route has responseBody hooks). */
   private filterBody = false;
+  /** Plugins watch the response body as it is sent (responseTap hooks). */
+  private tapBody = false;
   private bodyStarted = false;
   private headersAt = 0;
   private sentAt = 0;
@@ -246,6 +248,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.headersAt = 0;
     up.balancer.onStart(node);
     this.sentAt = performance.now();
+    this.ctx.upstreamSentAt = this.sentAt;
     const t = this.ctx.timeouts;
     up.pool(node).dispatch(
       {
@@ -299,6 +302,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       if (head.status !== statusCode) statusText = '';
       statusCode = head.status;
       headers = head.headers;
+      if (this.ctx.chain !== null && this.ctx.chain.responseTap.length > 0) this.tapBody = true;
       if (this.ctx.chain !== null && this.ctx.chain.responseBody.length > 0) {
         // A body filter changes the length: the framing is left to the server (chunked, or close for HTTP/1.0).
         this.filterBody = true;
@@ -329,6 +333,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       chunk = out;
     }
     this.ctx.bytesSent += chunk.length;
+    if (this.tapBody) runResponseTap(this.ctx, this.ctx.chain!, chunk, false);
     const ok = (this.ctx.res as ServerResponse).write(chunk);
     if (!ok) (this.ctx.res as ServerResponse).once('drain', this.drainWaiting!);
     return ok;
@@ -342,9 +347,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
       if (tail === null) return;
       if (tail.length > 0) {
         this.ctx.bytesSent += tail.length;
+        if (this.tapBody) runResponseTap(this.ctx, this.ctx.chain!, tail, false);
         (res as ServerResponse).write(tail);
       }
     }
+    if (this.tapBody) runResponseTap(this.ctx, this.ctx.chain!, EMPTY, true);
     if (trailers && trailers.length && !this.ctx.h2) {
       const t: Record<string, string> = {};
       for (let i = 0; i < trailers.length; i += 2) t[String(trailers[i])] = String(trailers[i + 1]);

@@ -8,6 +8,7 @@ import { PluginStateStore } from '../../src/dataplane/plugins/state.js';
 import type { PluginEnv } from '../../src/dataplane/plugins/types.js';
 import { LocalLimits } from '../../src/dataplane/limits/local.js';
 import { RedisClients } from '../../src/dataplane/limits/redis-clients.js';
+import { Metrics } from '../../src/status/metrics.js';
 
 export function pluginEnv(over: Partial<PluginEnv> & { plugin?: string; store?: PluginStateStore } = {}): PluginEnv {
   const logger = over.logger ?? pino({ level: 'silent' });
@@ -20,6 +21,6 @@ export function pluginEnv(over: Partial<PluginEnv> & { plugin?: string; store?: 
     path: over.path ?? 'test',
     scope: over.scope ?? 'route:test',
     state: over.state ?? ((key, create) => store.get(plugin, key, create)),
-    services: over.services ?? { limits: new LocalLimits(), redis: (o) => redis.get(o) },
+    services: over.services ?? { limits: new LocalLimits(), redis: (o) => redis.get(o), metrics: new Metrics() },
   };
 }

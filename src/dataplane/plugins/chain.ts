@@ -70,6 +70,8 @@ export class Chain {
   /** Reverse priority order. */
   readonly responseBody: ChainEntry[];
   /** Reverse priority order. */
+  readonly responseTap: ChainEntry[];
+  /** Reverse priority order. */
   readonly log: ChainEntry[];
   /** Challenges (WWW-Authenticate values) of the auth plugins that have one. */
   readonly challenges: string[];
@@ -88,6 +90,7 @@ export class Chain {
     this.beforeUpstream = this.entries.filter((e) => has(e, 'beforeUpstream'));
     this.responseHeaders = this.entries.filter((e) => has(e, 'responseHeaders')).reverse();
     this.responseBody = this.entries.filter((e) => has(e, 'responseBody')).reverse();
+    this.responseTap = this.entries.filter((e) => has(e, 'responseTap')).reverse();
     this.log = this.entries.filter((e) => has(e, 'log')).reverse();
     this.challenges = this.auth.map((e) => e.instance.challenge).filter((c): c is string => typeof c === 'string');
     this.needsBody = this.entries.some((e) => e.instance.needsBody === true);
@@ -313,6 +316,11 @@ export function runResponseBody(ctx: PluginContext, chain: Chain, chunk: Buffer,
     }
   }
   return data;
+}
+
+/** Response tap: the body bytes as they are sent, read-only (reverse priority order). Errors are contained. */
+export function runResponseTap(ctx: PluginContext, chain: Chain, chunk: Buffer, last: boolean): void {
+  runContained(chain.responseTap, 'responseTap', (i) => i.responseTap!(ctx, chunk, last), ctx.onPluginError ?? (() => {}));
 }
 
 /** Log phase, after the response: never delays it, never throws. */

@@ -10,6 +10,7 @@ import type { RequestContext } from '../proxy.js';
 import type { NodeState } from '../upstream/types.js';
 import type { UpstreamRuntime } from '../upstream/upstream.js';
 import type { SharedLimits } from '../limits/types.js';
+import type { Metrics } from '../../status/metrics.js';
 import type { RedisConnectionOptions, RedisHandle } from '../limits/redis-clients.js';
 
 /** Where a plugin may be configured. */
@@ -90,6 +91,10 @@ export interface PluginContext extends RequestContext {
   readonly upstream: UpstreamRuntime;
   /** Keep this request off a node (a circuit breaker's open node): the balancer skips it, retries too. */
   avoidNode(node: NodeState): void;
+  /** performance.now() when the last upstream attempt was sent; 0 when none was. */
+  upstreamSentAt: number;
+  /** Where plugin failures in response phases are reported, or null. */
+  onPluginError: ((f: import('./chain.js').PluginFailure) => void) | null;
 }
 
 /** The hooks one configured plugin contributes to a route's chain. */
@@ -113,6 +118,14 @@ export interface PluginInstance {
    * body keeps the chunks and returns them at `last`). The response then goes out without Content-Length.
    */
   responseBody?(ctx: PluginContext, chunk: Buffer, last: boolean): Buffer | null;
+  /**
+   * Response phase (reverse priority order), for proxied responses: see the body bytes as they go to the client,
+   * read-only (a cache storing a copy). Unlike responseBody it keeps the response's framing (Content-Length).
+   * Called per chunk with `last` false, then once with an empty chunk and `last` true when the body is complete;
+   * never called with `last` true when the response fails or the client leaves. Chunks are not reused after the
+   * call, so keeping a reference is safe. Errors are contained.
+   */
+  responseTap?(ctx: PluginContext, chunk: Buffer, last: boolean): void;
   /** After the response, never delaying it (reverse priority order). Must not throw; errors are logged. */
   log?(ctx: PluginContext): void;
   /** The plugin reads the request body (ctx.bufferedBody): the gateway reads it, within the route's limit, before access. */
@@ -128,6 +141,8 @@ export interface PluginServices {
   limits: SharedLimits;
   /** A Redis client for these connection options, shared by every plugin instance that names the same server. */
   redis(options: RedisConnectionOptions): RedisHandle;
+  /** This process's metrics (dumped to the primary and merged across workers for /metrics). */
+  metrics: Metrics;
 }
 
 /** What `create` gets besides the plugin's own config. */
