@@ -17,6 +17,9 @@ import proxyRewrite from './proxy-rewrite/index.js';
 import responseRewrite from './response-rewrite/index.js';
 import trafficSplit from './traffic-split/index.js';
 import proxyMirror from './proxy-mirror/index.js';
+import limitCount from './limit-count/index.js';
+import limitReq from './limit-req/index.js';
+import limitConn from './limit-conn/index.js';
 
 export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
   keyAuth,
@@ -32,6 +35,9 @@ export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // esli
   responseRewrite,
   trafficSplit,
   proxyMirror,
+  limitCount,
+  limitReq,
+  limitConn,
 ];
 
 /** A registry with the built-in plugins. */

@@ -17,4 +17,7 @@ export const PRIORITIES = {
   'response-rewrite': 899,
   'traffic-split': 966,
   'proxy-mirror': 1010,
+  'limit-count': 1002,
+  'limit-req': 1001,
+  'limit-conn': 1003,
 } as const;

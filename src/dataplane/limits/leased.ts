@@ -22,6 +22,17 @@ interface Lease {
   /** What the primary had left after its last grant (other workers' unspent tokens count as used). */
   remaining: number;
   end: number;
+  /**
+   * The primary had nothing left: until then, refuse without asking again. For a fixed window that is its end
+   * (spent tokens are never given back); a sliding window frees room as it slides, so it is asked again soon.
+   */
+  spentUntil: number;
+}
+
+/** How soon a worker asks again about a spent sliding window: the time one request's worth slides out, bounded. */
+function slideRetry(l: CounterLimit, end: number, now: number): number {
+  const len = 'ms' in l.window ? l.window.ms : end - now;
+  return now + Math.min(1000, Math.max(10, len / l.count));
 }
 
 export class LeasedLimits implements SharedLimits {
@@ -54,22 +65,28 @@ export class LeasedLimits implements SharedLimits {
   /** HOT PATH: spend from leases when every limit has enough; else ask the primary for the ones short. */
   count(key: string, limits: readonly CounterLimit[], cost: number): CounterVerdict | Promise<CounterVerdict> {
     const v = this.spend(key, limits, cost);
-    return v ?? this.refill(key, limits, cost).then(() => this.spend(key, limits, cost) ?? this.refused(key, limits));
+    return v ?? this.refill(key, limits, cost).then(() => this.spend(key, limits, cost) ?? this.refused(key, limits, cost));
   }
 
   private leaseKey(key: string, l: CounterLimit): string {
     return `${key}\0${windowName(l.window, l.sliding)}`;
   }
 
-  /** Spend `cost` from each limit's lease if all have it; null when one is short or expired. */
+  /** Spend `cost` from each limit's lease if all have it; a refusal when one is known spent; null to ask. */
   private spend(key: string, limits: readonly CounterLimit[], cost: number): CounterVerdict | null {
     const now = this.now();
     let best: Lease | null = null;
     let bestLimit = 0;
+    let ask = false;
     for (let i = 0; i < limits.length; i++) {
       const lease = this.leases.get(limits.length === 1 ? key : this.leaseKey(key, limits[i]!));
-      if (lease === undefined || lease.end <= now || lease.tokens < cost) return null;
+      if (lease === undefined || lease.end <= now) ask = true;
+      else if (lease.tokens < cost) {
+        if (lease.spentUntil > now) return { allowed: false, limit: limits[i]!.count, remaining: 0, resetMs: lease.end - now };
+        ask = true;
+      }
     }
+    if (ask) return null;
     for (let i = 0; i < limits.length; i++) {
       const lease = this.leases.get(limits.length === 1 ? key : this.leaseKey(key, limits[i]!))!;
       lease.tokens -= cost;
@@ -82,11 +99,11 @@ export class LeasedLimits implements SharedLimits {
   }
 
   /** The verdict when a refill left some limit short: report that limit. */
-  private refused(key: string, limits: readonly CounterLimit[]): CounterVerdict {
+  private refused(key: string, limits: readonly CounterLimit[], cost: number): CounterVerdict {
     const now = this.now();
     for (const l of limits) {
       const lease = this.leases.get(limits.length === 1 ? key : this.leaseKey(key, l));
-      if (lease === undefined || lease.end <= now || lease.tokens < 1) {
+      if (lease === undefined || lease.end <= now || lease.tokens < cost) {
         return { allowed: false, limit: l.count, remaining: 0, resetMs: Math.max(0, (lease?.end ?? now) - now) };
       }
     }
@@ -114,11 +131,15 @@ export class LeasedLimits implements SharedLimits {
         grants.forEach((g, i) => {
           const k = keys[i]!;
           const lease = this.leases.get(k);
+          const l = short[i]!;
+          const now2 = this.now();
+          const spentUntil = g.granted >= cost ? 0 : l.sliding ? slideRetry(l, g.end, now2) : g.end;
           // Unspent tokens of an ended window are worth nothing; of the current one they add up.
           if (lease !== undefined && lease.end === g.end) {
             lease.tokens += g.granted;
             lease.remaining = g.remaining;
-          } else this.leases.set(k, { tokens: g.granted, remaining: g.remaining, end: g.end });
+            lease.spentUntil = spentUntil;
+          } else this.leases.set(k, { tokens: g.granted, remaining: g.remaining, end: g.end, spentUntil });
         });
       },
       (err: unknown) => {
