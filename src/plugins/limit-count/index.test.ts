@@ -30,19 +30,26 @@ const P = 'routes[0].plugins.limit-count';
 
 describe('limit-count schema', () => {
   it('accepts limits with seconds or named windows, keys, algorithms and the redis policy', () => {
+    assert.deepEqual(problemsOf({ count: 100, timeWindow: 60, key: 'remote_addr', policy: 'local' }), [], 'the one-limit form of the declarative file');
+    assert.deepEqual(problemsOf({ count: 100, timeWindow: 'day', key: 'consumer' }), []);
     assert.deepEqual(problemsOf({ limits: [{ count: 10, window: 60 }] }), []);
     assert.deepEqual(problemsOf({ limits: [{ count: 10, window: 'second' }, { count: 100000, window: 'month' }], key: ['consumer'] }), []);
-    assert.deepEqual(problemsOf({ limits: [{ count: 5, window: 'minute' }], algorithm: 'sliding', key: ['ip', 'header:X-Tenant', 'query:app', 'cookie:sid', 'route', 'service'] }), []);
+    assert.deepEqual(problemsOf({ limits: [{ count: 5, window: 'minute' }], algorithm: 'sliding', key: ['remote_addr', 'header:X-Tenant', 'query:app', 'cookie:sid', 'route', 'service'] }), []);
     assert.deepEqual(problemsOf({ limits: [{ count: 5, window: 1 }], policy: 'redis', redis: { host: '127.0.0.1', password: 's3cret' }, onRedisFailure: 'reject', group: 'shared-1' }), []);
   });
 
   it('refuses bad configs with the field path', () => {
-    assert.deepEqual(problemsOf({}), [`${P}.limits: is required`]);
+    assert.deepEqual(problemsOf({}), [`${P}.count: is required (with timeWindow), or give limits`]);
+    assert.deepEqual(problemsOf({ count: 5 }), [`${P}.timeWindow: is required with count`]);
+    assert.deepEqual(problemsOf({ timeWindow: 5 }), [`${P}.count: is required with timeWindow`]);
+    assert.deepEqual(problemsOf({ count: 5, timeWindow: 5, limits: [{ count: 1, window: 1 }] }), [`${P}.limits: give either count and timeWindow or limits, not both`]);
+    assert.ok(problemsOf({ count: 5, timeWindow: 5, key: 'ip' }).some((p) => p.startsWith(`${P}.key`)), 'ip is not a key part: remote_addr is');
+    assert.deepEqual(problemsOf({ count: 1, timeWindow: 'year', algorithm: 'sliding' }), [`${P}.timeWindow: a sliding window cannot be a calendar month or year`]);
     assert.ok(problemsOf({ limits: [] }).some((p) => p.startsWith(`${P}.limits:`)));
     assert.ok(problemsOf({ limits: [{ count: 0, window: 1 }] }).some((p) => p.startsWith(`${P}.limits[0].count:`)));
     assert.ok(problemsOf({ limits: [{ count: 1, window: 'fortnight' }] }).some((p) => p.startsWith(`${P}.limits[0].window`)));
     assert.ok(problemsOf({ limits: [{ count: 1, window: 1 }], key: ['header:'] }).some((p) => p.startsWith(`${P}.key[0]`)));
-    assert.ok(problemsOf({ limits: [{ count: 1, window: 1 }], key: ['ip', 'ip'] }).some((p) => p.startsWith(`${P}.key`)));
+    assert.ok(problemsOf({ limits: [{ count: 1, window: 1 }], key: ['remote_addr', 'remote_addr'] }).some((p) => p.startsWith(`${P}.key`)));
     assert.deepEqual(problemsOf({ limits: [{ count: 1, window: 1 }], policy: 'redis' }), [`${P}.redis: is required with policy redis`]);
     assert.deepEqual(problemsOf({ limits: [{ count: 1, window: 1 }], redis: { host: 'r' } }), [`${P}.redis: is only used with policy redis`]);
     assert.deepEqual(problemsOf({ limits: [{ count: 1, window: 'month' }], algorithm: 'sliding' }), [`${P}.limits[0].window: a sliding window cannot be a calendar month or year`]);
@@ -72,7 +79,7 @@ async function statuses(port: number, path: string, n: number, headers: Record<s
 describe('limit-count traffic (policy local)', () => {
   it('sends RateLimit headers, then 429 with Retry-After and the JSON error once the limit is spent', async () => {
     const up = await upstream();
-    const gw = await gateway(config(up.port, { limits: [{ count: 3, window: 'day' }] }));
+    const gw = await gateway(config(up.port, { count: 3, timeWindow: 86400, key: 'remote_addr', policy: 'local' }));
     const first = await send(gw.http, '/a');
     assert.equal(first.status, 200);
     assert.equal(first.headers['ratelimit-limit'], '3');
@@ -111,7 +118,7 @@ describe('limit-count traffic (policy local)', () => {
 
   it('keys by a header, falling back to the client address when it is missing', async () => {
     const up = await upstream();
-    const gw = await gateway(config(up.port, { limits: [{ count: 1, window: 'day' }], key: ['header:X-Tenant'] }));
+    const gw = await gateway(config(up.port, { count: 1, timeWindow: 'day', key: 'header:X-Tenant' }));
     assert.deepEqual(await statuses(gw.http, '/a', 2, { 'x-tenant': 'one' }), [200, 429]);
     assert.deepEqual(await statuses(gw.http, '/a', 2, { 'x-tenant': 'two' }), [200, 429]);
     assert.deepEqual(await statuses(gw.http, '/a', 2), [200, 429], 'no header: counted per client address');

@@ -52,11 +52,15 @@ const Redis = Type.Object(
 
 const Config = Type.Object(
   {
-    limits: Type.Array(Limit, {
-      minItems: 1,
-      maxItems: 8,
-      description: 'The limits; a request is let through only when every one has room, and then counts against all.',
-    }),
+    count: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000_000_000, description: 'Requests allowed per timeWindow (the one-limit form; use limits for several).' })),
+    timeWindow: Type.Optional(Window),
+    limits: Type.Optional(
+      Type.Array(Limit, {
+        minItems: 1,
+        maxItems: 8,
+        description: 'Several limits at once (instead of count and timeWindow); a request is let through only when every one has room, and then counts against all.',
+      }),
+    ),
     algorithm: Type.Union([Type.Literal('fixed'), Type.Literal('sliding')], {
       default: 'fixed',
       description:
@@ -86,7 +90,14 @@ const Config = Type.Object(
 );
 type Config = Static<typeof Config>;
 
-function toWindow(w: Config['limits'][number]['window']): LimitWindow {
+type WindowSpec = Static<typeof Window>;
+
+/** The limits of a config, whichever form it uses (check() has made sure it uses one). */
+function limitsOf(config: Config): Array<{ count: number; window: WindowSpec }> {
+  return config.limits ?? [{ count: config.count!, window: config.timeWindow! }];
+}
+
+function toWindow(w: WindowSpec): LimitWindow {
   if (typeof w === 'number') return { ms: w * 1000 };
   if (w === 'month' || w === 'year') return { calendar: w };
   return { ms: NAMED_WINDOWS[w] * 1000 };
@@ -100,21 +111,27 @@ export default definePlugin<Config>({
   schema: Config,
   check(config) {
     const problems: Array<[string, string]> = [];
+    const single = config.count !== undefined || config.timeWindow !== undefined;
+    if (single && config.limits !== undefined) return [['limits', 'give either count and timeWindow or limits, not both']];
+    if (!single && config.limits === undefined) return [['count', 'is required (with timeWindow), or give limits']];
+    if (config.count === undefined && single) return [['count', 'is required with timeWindow']];
+    if (config.timeWindow === undefined && single) return [['timeWindow', 'is required with count']];
     if (config.policy === 'redis' && config.redis === undefined) problems.push(['redis', 'is required with policy redis']);
     if (config.policy !== 'redis' && config.redis !== undefined) problems.push(['redis', 'is only used with policy redis']);
     const seen = new Set<string>();
-    config.limits.forEach((l, i) => {
+    limitsOf(config).forEach((l, i) => {
       const w = toWindow(l.window);
-      if (config.algorithm === 'sliding' && !('ms' in w)) problems.push([`limits[${i}].window`, 'a sliding window cannot be a calendar month or year']);
+      const at = config.limits === undefined ? 'timeWindow' : `limits[${i}].window`;
+      if (config.algorithm === 'sliding' && !('ms' in w)) problems.push([at, 'a sliding window cannot be a calendar month or year']);
       const name = windowName(w, false);
-      if (seen.has(name)) problems.push([`limits[${i}].window`, 'another limit has the same window']);
+      if (seen.has(name)) problems.push([at, 'another limit has the same window']);
       seen.add(name);
     });
     return problems;
   },
   create(config, env) {
     const sliding = config.algorithm === 'sliding';
-    const limits: CounterLimit[] = config.limits.map((l) => ({ count: l.count, window: toWindow(l.window), sliding }));
+    const limits: CounterLimit[] = limitsOf(config).map((l) => ({ count: l.count, window: toWindow(l.window), sliding }));
     // The windows are part of the key: a config whose windows change starts new counters.
     const prefix = `${config.group !== undefined ? `group:${config.group}` : env.scope}\u0001${limits.map((l) => windowName(l.window, l.sliding)).join(',')}\u0001`;
     const keyOf = compileKey(prefix, config.key);

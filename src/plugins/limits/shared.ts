@@ -8,20 +8,27 @@ import { errorBody } from '../../core/errors.js';
 import type { PluginContext, PluginResponse } from '../../dataplane/plugins/types.js';
 import { cookieValue, queryValue } from '../util.js';
 
-export const KeyParts = Type.Array(
-  Type.String({
-    pattern: '^(ip|consumer|route|service|(header|query|cookie):[A-Za-z0-9!#$%&\'*+.^_`|~-]+)$',
-    description: 'ip, consumer, route, service, header:<name>, query:<name> or cookie:<name>.',
-  }),
+const KeyPart = Type.String({
+  pattern: '^(remote_addr|consumer|route|service|(header|query|cookie):[A-Za-z0-9!#$%&\'*+.^_`|~-]+)$',
+  description: 'remote_addr (the client address), consumer, route, service, header:<name>, query:<name> or cookie:<name>.',
+});
+
+export const KeyParts = Type.Union(
+  [
+    KeyPart,
+    Type.Array(KeyPart, { minItems: 1, maxItems: 8, uniqueItems: true, description: 'Several parts, combined.' }),
+  ],
   {
-    minItems: 1,
-    maxItems: 8,
-    uniqueItems: true,
-    default: ['ip'],
+    default: 'remote_addr',
     description:
-      'What requests are counted together: the values of these parts, combined. A part a request does not have (no consumer, no such header) is replaced by the client address, so such requests are limited per client rather than all together.',
+      'What requests are counted together: one part or a list of parts whose values are combined. A part a request does not have (no consumer, no such header) is replaced by the client address, so such requests are limited per client rather than all together.',
   },
 );
+
+/** The key parts of a config, as a list. */
+export function keyParts(key: string | string[]): string[] {
+  return typeof key === 'string' ? [key] : key;
+}
 
 export const RejectedStatus = Type.Integer({ minimum: 400, maximum: 599, default: 429, description: 'Status of the refusal.' });
 export const RejectedMessage = Type.Optional(
@@ -32,7 +39,7 @@ type Part = (ctx: PluginContext) => string | undefined;
 
 function part(spec: string): Part {
   switch (spec) {
-    case 'ip':
+    case 'remote_addr':
       return (ctx) => ctx.clientIp;
     case 'consumer':
       return (ctx) => ctx.consumer?.username;
@@ -59,8 +66,9 @@ function part(spec: string): Part {
  * The function giving a request's key within `prefix` (the config's scope or group). Parts are joined with a
  * separator no header value can hold, so two different combinations never make the same key.
  */
-export function compileKey(prefix: string, parts: readonly string[]): (ctx: PluginContext) => string {
-  if (parts.length === 1 && parts[0] === 'ip') return (ctx) => prefix + ctx.clientIp;
+export function compileKey(prefix: string, key: string | string[]): (ctx: PluginContext) => string {
+  const parts = keyParts(key);
+  if (parts.length === 1 && parts[0] === 'remote_addr') return (ctx) => prefix + ctx.clientIp;
   const fns = parts.map(part);
   if (fns.length === 1) {
     const f = fns[0]!;
