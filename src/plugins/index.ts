@@ -20,6 +20,7 @@ import proxyMirror from './proxy-mirror/index.js';
 import limitCount from './limit-count/index.js';
 import limitReq from './limit-req/index.js';
 import limitConn from './limit-conn/index.js';
+import apiBreaker from './api-breaker/index.js';
 
 export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
   keyAuth,
@@ -38,6 +39,7 @@ export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // esli
   limitCount,
   limitReq,
   limitConn,
+  apiBreaker,
 ];
 
 /** A registry with the built-in plugins. */

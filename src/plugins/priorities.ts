@@ -20,4 +20,5 @@ export const PRIORITIES = {
   'limit-count': 1002,
   'limit-req': 1001,
   'limit-conn': 1003,
+  'api-breaker': 960,
 } as const;
