@@ -21,6 +21,7 @@ import limitCount from './limit-count/index.js';
 import limitReq from './limit-req/index.js';
 import limitConn from './limit-conn/index.js';
 import apiBreaker from './api-breaker/index.js';
+import proxyCache from './proxy-cache/index.js';
 
 export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
   keyAuth,
@@ -40,6 +41,7 @@ export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // esli
   limitReq,
   limitConn,
   apiBreaker,
+  proxyCache,
 ];
 
 /** A registry with the built-in plugins. */

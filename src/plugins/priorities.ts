@@ -21,4 +21,5 @@ export const PRIORITIES = {
   'limit-req': 1001,
   'limit-conn': 1003,
   'api-breaker': 960,
+  'proxy-cache': 1085,
 } as const;
