@@ -22,6 +22,7 @@ import limitReq from './limit-req/index.js';
 import limitConn from './limit-conn/index.js';
 import apiBreaker from './api-breaker/index.js';
 import proxyCache from './proxy-cache/index.js';
+import prometheus from './prometheus/index.js';
 
 export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
   keyAuth,
@@ -42,6 +43,7 @@ export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // esli
   limitConn,
   apiBreaker,
   proxyCache,
+  prometheus,
 ];
 
 /** A registry with the built-in plugins. */

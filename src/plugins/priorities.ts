@@ -22,4 +22,5 @@ export const PRIORITIES = {
   'limit-conn': 1003,
   'api-breaker': 960,
   'proxy-cache': 1085,
+  'prometheus': 500,
 } as const;
