@@ -23,6 +23,8 @@ import limitConn from './limit-conn/index.js';
 import apiBreaker from './api-breaker/index.js';
 import proxyCache from './proxy-cache/index.js';
 import prometheus from './prometheus/index.js';
+import httpLogger from './http-logger/index.js';
+import fileLogger from './file-logger/index.js';
 
 export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
   keyAuth,
@@ -44,6 +46,8 @@ export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // esli
   apiBreaker,
   proxyCache,
   prometheus,
+  httpLogger,
+  fileLogger,
 ];
 
 /** A registry with the built-in plugins. */

@@ -23,4 +23,6 @@ export const PRIORITIES = {
   'api-breaker': 960,
   'proxy-cache': 1085,
   'prometheus': 500,
+  'http-logger': 410,
+  'file-logger': 399,
 } as const;

@@ -55,20 +55,33 @@ export class PluginStateStore {
     };
   }
 
-  /** Drop everything (the gateway stops). */
-  closeAll(): void {
-    for (const e of this.entries.values()) close(e.value);
+  /**
+   * Drop everything (the gateway stops), waiting up to `waitMs` for the closes that return a promise (a log
+   * queue sending what it holds).
+   */
+  async closeAll(waitMs = 2500): Promise<void> {
+    const pending: Promise<unknown>[] = [];
+    for (const e of this.entries.values()) {
+      const p = close(e.value);
+      if (p) pending.push(p.catch(() => {}));
+    }
     this.entries.clear();
+    if (pending.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(pending), new Promise((r) => (timer = setTimeout(r, waitMs)))]);
+    clearTimeout(timer);
   }
 }
 
-function close(value: unknown): void {
+/** Call the value's close(), if it has one; its promise, when it returns one. */
+function close(value: unknown): Promise<unknown> | null {
   const c = (value as { close?: unknown } | null)?.close;
-  if (typeof c === 'function') {
-    try {
-      (c as () => unknown).call(value);
-    } catch {
-      /* a plugin's close must not break a reload */
-    }
+  if (typeof c !== 'function') return null;
+  try {
+    const r: unknown = (c as () => unknown).call(value);
+    return r instanceof Promise ? r : null;
+  } catch {
+    /* a plugin's close must not break a reload or a stop */
+    return null;
   }
 }
