@@ -25,6 +25,7 @@ import proxyCache from './proxy-cache/index.js';
 import prometheus from './prometheus/index.js';
 import httpLogger from './http-logger/index.js';
 import fileLogger from './file-logger/index.js';
+import statsd from './statsd/index.js';
 
 export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
   keyAuth,
@@ -48,6 +49,7 @@ export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // esli
   prometheus,
   httpLogger,
   fileLogger,
+  statsd,
 ];
 
 /** A registry with the built-in plugins. */

@@ -25,4 +25,5 @@ export const PRIORITIES = {
   'prometheus': 500,
   'http-logger': 410,
   'file-logger': 399,
+  'statsd': 495,
 } as const;
