@@ -26,6 +26,7 @@ import prometheus from './prometheus/index.js';
 import httpLogger from './http-logger/index.js';
 import fileLogger from './file-logger/index.js';
 import statsd from './statsd/index.js';
+import opentelemetry from './opentelemetry/index.js';
 
 export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
   keyAuth,
@@ -50,6 +51,7 @@ export const BUILTIN_PLUGINS: Array<PluginDefinition<any, any, any>> = [ // esli
   httpLogger,
   fileLogger,
   statsd,
+  opentelemetry,
 ];
 
 /** A registry with the built-in plugins. */

@@ -26,4 +26,5 @@ export const PRIORITIES = {
   'http-logger': 410,
   'file-logger': 399,
   'statsd': 495,
+  'opentelemetry': 12009,
 } as const;
