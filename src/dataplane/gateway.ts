@@ -607,9 +607,22 @@ export class Gateway {
       });
     }
     if (ctx.chain !== null && ctx.chain.log.length > 0) {
-      // The log phase never delays the response: it runs after it is done.
-      const chain = ctx.chain;
-      setImmediate(() => runLog(ctx, chain, this.onPluginError));
+      // The log phase never delays the response: it runs after it is done, for every request that finished in
+      // this turn of the event loop at once (one scheduled callback, not one per request).
+      if (this.logQueue.length === 0) setImmediate(this.runLogQueue);
+      this.logQueue.push(ctx);
+    }
+  };
+
+  /** Requests whose log phase is due. */
+  private logQueue: Context[] = [];
+
+  private readonly runLogQueue = (): void => {
+    const due = this.logQueue;
+    this.logQueue = [];
+    for (let i = 0; i < due.length; i++) {
+      const ctx = due[i]!;
+      runLog(ctx, ctx.chain!, this.onPluginError);
     }
   };
 
@@ -827,7 +840,9 @@ export class Gateway {
     this.httpServer?.closeAllConnections();
     await Promise.race([Promise.all(closing), new Promise((r) => setTimeout(r, 1000))]);
     await this.pools.closeAll();
-    this.pluginState.closeAll();
+    // Log queues send what they hold (bounded), after the last request's log phase has run.
+    if (this.logQueue.length > 0) this.runLogQueue();
+    await this.pluginState.closeAll();
     this.ownLimits?.close();
     await this.redis.closeAll();
   }

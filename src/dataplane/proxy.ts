@@ -246,6 +246,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.attempts++;
     this.abortUpstream = null;
     this.headersAt = 0;
+    // A retry must not report the latency of the attempt before it.
+    this.ctx.upstreamLatency = -1;
     up.balancer.onStart(node);
     this.sentAt = performance.now();
     this.ctx.upstreamSentAt = this.sentAt;

@@ -37,7 +37,7 @@ const Redis = Type.Object(
     host: Type.String({ minLength: 1, maxLength: 253, description: 'Redis host name or address.' }),
     port: Type.Integer({ minimum: 1, maximum: 65535, default: 6379, description: 'Redis port.' }),
     username: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'ACL user name (Redis 6+).' })),
-    password: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, description: 'Password (AUTH). Never logged.' })),
+    password: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, writeOnly: true, description: 'Password (AUTH). Never logged; write-only in the admin API.' })),
     database: Type.Integer({ minimum: 0, maximum: 15, default: 0, description: 'Database number.' }),
     tls: Type.Boolean({ default: false, description: 'Connect with TLS.' }),
     timeout: Type.Integer({
