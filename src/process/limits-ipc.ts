@@ -8,6 +8,8 @@ import type { Logger } from 'pino';
 import { LocalLimits } from '../dataplane/limits/local.js';
 import type { LimitsChannel } from '../dataplane/limits/leased.js';
 import type { LimitsOp, PrimaryToWorker, WorkerToPrimary } from '../sync/messages.js';
+import type { Grant } from '../dataplane/limits/local.js';
+import type { CounterLimit } from '../dataplane/limits/types.js';
 
 /** How long a worker waits for the primary before it lets the request through (the primary is gone or stuck). */
 const REPLY_TIMEOUT_MS = 2000;
@@ -61,17 +63,64 @@ export class WorkerLimitsChannel implements LimitsChannel {
   }
 }
 
+/** How long the primary waits for workers to give back unspent tokens before it answers a spent limit. */
+const RECLAIM_TIMEOUT_MS = 200;
+
 /** The primary's side: one LocalLimits for all workers, and the slots each worker holds. */
 export class PrimaryLimits {
   readonly limits = new LocalLimits().startSweeping();
   private readonly held = new Map<number, Map<string, number>>();
+  private seq = 0;
+  private readonly reclaiming = new Map<number, (returned: Array<{ tokens: number; end: number }> | null) => void>();
 
-  constructor(private readonly workers: () => number) {}
+  constructor(
+    private readonly workers: () => number,
+    /** Send a message to one worker; false when it is gone. */
+    private readonly sendTo: (worker: number, msg: PrimaryToWorker) => boolean = () => false,
+  ) {}
+
+  /** A worker's answer to a reclaim. */
+  returned(msg: { id: number; returned: Array<{ tokens: number; end: number }> }): void {
+    this.reclaiming.get(msg.id)?.(msg.returned);
+  }
+
+  private askBack(worker: number, key: string, limits: CounterLimit[]): Promise<Array<{ tokens: number; end: number }> | null> {
+    const id = ++this.seq;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done(null), RECLAIM_TIMEOUT_MS);
+      const done = (r: Array<{ tokens: number; end: number }> | null) => {
+        clearTimeout(timer);
+        this.reclaiming.delete(id);
+        resolve(r);
+      };
+      this.reclaiming.set(id, done);
+      if (!this.sendTo(worker, { t: 'limits-reclaim', id, key, limits })) done(null);
+    });
+  }
+
+  /**
+   * Grant leases; when a limit is spent while other workers still hold tokens of it, take their unspent tokens
+   * back first and grant again, so the gateway as a whole refuses only once the limit is really used up.
+   */
+  private async grant(worker: number, key: string, limits: CounterLimit[], cost: number): Promise<Grant[]> {
+    const grants = this.limits.grant(key, limits, cost, this.workers(), worker);
+    const spent = limits.filter((_, i) => grants[i]!.granted === 0);
+    if (spent.length === 0) return grants;
+    const holders = new Set(spent.flatMap((l) => this.limits.holders(key, l, worker)));
+    if (holders.size === 0) return grants;
+    const answers = await Promise.all([...holders].map(async (w) => ({ w, r: await this.askBack(w, key, limits) })));
+    for (const { w, r } of answers) {
+      if (r === null) continue;
+      r.forEach((x, i) => this.limits.giveBack(key, limits[i]!, w, x.tokens, x.end));
+    }
+    const again = this.limits.grant(key, spent, cost, this.workers(), worker);
+    return grants.map((g, i) => (g.granted === 0 ? again[spent.indexOf(limits[i]!)]! : g));
+  }
 
   handle(worker: number, op: LimitsOp): unknown {
     switch (op.op) {
       case 'grant':
-        return this.limits.grant(op.key, op.limits, op.cost, this.workers());
+        return this.grant(worker, op.key, op.limits, op.cost);
       case 'bucket':
         return this.limits.bucket(op.key, op.rate, op.burst);
       case 'acquire': {

@@ -74,7 +74,15 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   health.on('change', (c: { upstream: string; node: string; healthy: boolean }) => broadcast({ t: 'health', ...c }));
 
   // The limits all workers share (limit-count, limit-req, limit-conn with policy local).
-  const limits = new PrimaryLimits(() => workers.size);
+  const limits = new PrimaryLimits(
+    () => workers.size,
+    (id, msg) => {
+      const w = workers.get(id)?.worker;
+      if (!w?.isConnected()) return false;
+      w.send(msg);
+      return true;
+    },
+  );
   const pendingControl = new Map<number, { results: Array<{ worker: number; status: number; body: unknown }>; waiting: number; done: () => void }>();
   let controlSeq = 0;
 
@@ -112,8 +120,17 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
         case 'passive':
           health.reportPassive(msg.upstream, msg.node, msg.ok);
           break;
-        case 'limits':
-          worker.send({ t: 'limits', id: msg.id, reply: limits.handle(worker.id, msg.op) } satisfies PrimaryToWorker);
+        case 'limits': {
+          const reply = limits.handle(worker.id, msg.op);
+          if (reply instanceof Promise) {
+            void reply.then((r) => {
+              if (worker.isConnected()) worker.send({ t: 'limits', id: msg.id, reply: r } satisfies PrimaryToWorker);
+            });
+          } else worker.send({ t: 'limits', id: msg.id, reply } satisfies PrimaryToWorker);
+          break;
+        }
+        case 'limits-returned':
+          limits.returned(msg);
           break;
         case 'limits-release':
           limits.release(worker.id, msg.key);

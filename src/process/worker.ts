@@ -74,6 +74,9 @@ export async function runWorker(settings: Settings, log: Logger): Promise<void> 
       case 'limits':
         limitsChannel.onReply(msg);
         break;
+      case 'limits-reclaim':
+        send({ t: 'limits-returned', id: msg.id, returned: limits.reclaim(msg.key, msg.limits) });
+        break;
       case 'control': {
         const r = gateway.control(msg.plugin, msg.action, msg.args);
         send({ t: 'control', id: msg.id, status: r.status, body: r.body });

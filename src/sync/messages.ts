@@ -12,7 +12,8 @@ export type PrimaryToWorker =
   | { t: 'metrics'; id: number }
   | { t: 'drain'; timeout: number }
   | { t: 'control'; id: number; plugin: string; action: string; args: Record<string, unknown> }
-  | { t: 'limits'; id: number; reply: unknown };
+  | { t: 'limits'; id: number; reply: unknown }
+  | { t: 'limits-reclaim'; id: number; key: string; limits: CounterLimit[] };
 
 export type WorkerToPrimary =
   | { t: 'hello' }
@@ -23,7 +24,8 @@ export type WorkerToPrimary =
   | { t: 'metrics'; id: number; dump: MetricsDump }
   | { t: 'control'; id: number; status: number; body: unknown }
   | { t: 'limits'; id: number; op: LimitsOp }
-  | { t: 'limits-release'; key: string };
+  | { t: 'limits-release'; key: string }
+  | { t: 'limits-returned'; id: number; returned: Array<{ tokens: number; end: number }> };
 
 /** A worker's request to the primary's shared limits (see dataplane/limits/leased.ts). */
 export type LimitsOp =

@@ -65,7 +65,21 @@ export class LeasedLimits implements SharedLimits {
   /** HOT PATH: spend from leases when every limit has enough; else ask the primary for the ones short. */
   count(key: string, limits: readonly CounterLimit[], cost: number): CounterVerdict | Promise<CounterVerdict> {
     const v = this.spend(key, limits, cost);
-    return v ?? this.refill(key, limits, cost).then(() => this.spend(key, limits, cost) ?? this.refused(key, limits, cost));
+    return v ?? this.countAfterRefill(key, limits, cost);
+  }
+
+  /**
+   * Ask the primary until this request is decided: requests waiting on one refill compete for its tokens, and
+   * one that finds them taken asks again. Every round either grants tokens (so some request goes through) or
+   * finds the limit spent (so spend() refuses): the loop ends; the bound is a safety net.
+   */
+  private async countAfterRefill(key: string, limits: readonly CounterLimit[], cost: number): Promise<CounterVerdict> {
+    for (let round = 0; round < 1000; round++) {
+      await this.refill(key, limits, cost);
+      const v = this.spend(key, limits, cost);
+      if (v !== null) return v;
+    }
+    return this.refused(key, limits, cost);
   }
 
   private leaseKey(key: string, l: CounterLimit): string {
@@ -149,6 +163,22 @@ export class LeasedLimits implements SharedLimits {
     );
     this.pending.set(key, p);
     return p;
+  }
+
+  /**
+   * The primary needs this key's unspent tokens back (another worker found the limit spent): hand them over and
+   * hold none, so the next request here asks the primary again.
+   */
+  reclaim(key: string, limits: readonly CounterLimit[]): Array<{ tokens: number; end: number }> {
+    const now = this.now();
+    return limits.map((l) => {
+      const lease = this.leases.get(limits.length === 1 ? key : this.leaseKey(key, l));
+      if (lease === undefined || lease.end <= now) return { tokens: 0, end: 0 };
+      const tokens = lease.tokens;
+      lease.tokens = 0;
+      lease.spentUntil = 0;
+      return { tokens, end: lease.end };
+    });
   }
 
   bucket(key: string, rate: number, burst: number): Promise<BucketVerdict> {

@@ -158,6 +158,23 @@ describe('LeasedLimits (workers spending leases from the primary)', () => {
     assert.equal((sync as CounterVerdict).allowed, true);
   });
 
+  it('more waiters than one lease holds: they ask again, none is refused while the limit has room', async () => {
+    const c = clock();
+    const primary = new LocalLimits(c.now);
+    // With 8 workers a lease is an eighth of a quarter of what is left: 3 tokens of 100.
+    const ch = channelTo(primary, 8, true);
+    const w = new LeasedLimits(ch.ch, c.now);
+    const lims = [{ count: 100, window: { ms: 60_000 }, sliding: false }];
+    const pending = Array.from({ length: 10 }, () => w.count('k', lims, 1));
+    for (let i = 0; i < 20; i++) {
+      ch.flush();
+      await new Promise((r) => setImmediate(r));
+    }
+    const got = await Promise.all(pending);
+    assert.deepEqual(got.map((v) => v.allowed), Array(10).fill(true));
+    assert.ok(ch.grants() > 1, 'it took several grants');
+  });
+
   it('leases end with their window: the next window needs a fresh grant', async () => {
     const c = clock();
     const primary = new LocalLimits(c.now);

@@ -14,6 +14,8 @@ interface CounterState {
   prev: number;
   /** When this state is of no more use (the end of the window after the current one). */
   staleAt: number;
+  /** Tokens granted in this window per worker id (spent or not), for reclaiming unspent ones; null: none. */
+  held: Map<number, number> | null;
 }
 
 interface BucketState {
@@ -73,12 +75,13 @@ export class LocalLimits implements SharedLimits {
     const w = windowAt(limit.window, now);
     let s = this.counters.get(k);
     if (s === undefined) {
-      s = { id: w.id, cur: 0, prev: 0, staleAt: 0 };
+      s = { id: w.id, cur: 0, prev: 0, staleAt: 0, held: null };
       this.counters.set(k, s);
     } else if (s.id !== w.id) {
       s.prev = s.id === w.id - 1 ? s.cur : 0;
       s.cur = 0;
       s.id = w.id;
+      s.held = null;
     }
     s.staleAt = w.end + (w.end - w.start);
     let used = s.cur;
@@ -108,7 +111,7 @@ export class LocalLimits implements SharedLimits {
    * much is left, more while much is left, so leases shrink to one request at a time as a limit runs out.
    * Tokens are counted as used when granted, so the workers together never let more through than the limit.
    */
-  grant(key: string, limits: readonly CounterLimit[], cost: number, workers: number): Grant[] {
+  grant(key: string, limits: readonly CounterLimit[], cost: number, workers: number, worker = 0): Grant[] {
     const now = this.now();
     return limits.map((l) => {
       const st = this.state(key, l, now);
@@ -116,8 +119,24 @@ export class LocalLimits implements SharedLimits {
       if (left < cost) return { granted: 0, remaining: Math.max(0, left), end: st.end };
       const granted = Math.min(left, Math.max(cost, Math.floor(left / (Math.max(1, workers) * LEASE_SHARE))));
       st.s.cur += granted;
+      const held = (st.s.held ??= new Map());
+      held.set(worker, (held.get(worker) ?? 0) + granted);
       return { granted, remaining: left - granted, end: st.end };
     });
+  }
+
+  /** Workers other than `except` that were granted tokens of this limit in its current window. */
+  holders(key: string, limit: CounterLimit, except: number): number[] {
+    const st = this.state(key, limit, this.now());
+    return [...(st.s.held ?? [])].filter(([w, n]) => w !== except && n > 0).map(([w]) => w);
+  }
+
+  /** A worker gave back its unspent tokens of the window ending at `end` (and holds none of it any more). */
+  giveBack(key: string, limit: CounterLimit, worker: number, tokens: number, end: number): void {
+    const st = this.state(key, limit, this.now());
+    if (st.end !== end) return;
+    st.s.cur = Math.max(0, st.s.cur - Math.max(0, tokens));
+    st.s.held?.delete(worker);
   }
 
   /** Leaky bucket as nginx's limit_req: the first request finds an empty bucket; each adds one, the rate drains it. */
