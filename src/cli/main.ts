@@ -12,14 +12,25 @@ import { runPrimary } from '../process/primary.js';
 import { runWorker } from '../process/worker.js';
 import { startDemoUpstream } from './demo-upstream.js';
 import { loadPlugins } from '../plugins/load.js';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Settings } from '../config/settings.js';
+import { FileConfigSource } from '../sync/file-source.js';
+import { SqliteStore } from '../store/sqlite.js';
+import { bootstrapAdmin } from '../control/bootstrap.js';
+import { ControlPlane } from '../control/server.js';
+import { StoreConfigSource } from '../control/store-source.js';
 
 const USAGE = `Usage: gatehouse <command> [options]
 
 Commands:
-  start [-c gatehouse.yaml]          all-in-one server (today: the gateway in standalone mode)
+  start [-c gatehouse.yaml]          all-in-one: admin API (control plane, embedded store under dataDir) and the
+                                     gateway workers it configures
   gateway -c gatehouse.yaml          data plane only, config from the configProvider in the settings
   gateway --file routes.yaml         data plane on a declarative file (standalone mode, hot-reloaded)
-  control-plane -c gatehouse.yaml    admin API and dashboard (not available in this version)
+  control-plane -c gatehouse.yaml    admin API publishing to etcd for separate gateways (not available in this
+                                     version: use start)
   validate FILE                      check a declarative file; exit 0 when valid, 1 with one line per problem
 
 Options:
@@ -89,7 +100,7 @@ export async function main(argv: string[]): Promise<number | void> {
   }
 
   if (command === 'control-plane') {
-    process.stderr.write('gatehouse control-plane: the control plane is not part of this version yet; run the gateway in standalone mode (gatehouse gateway --file routes.yaml)\n');
+    process.stderr.write('gatehouse control-plane: a control plane for separate gateways (through etcd) is not part of this version yet; "gatehouse start" runs the control plane and the gateway together\n');
     return 1;
   }
 
@@ -120,6 +131,11 @@ export async function main(argv: string[]): Promise<number | void> {
     await runWorker(settings, log.child({ worker: cluster.worker?.id }));
     return;
   }
+  if (values['demo-upstream']) {
+    await startDemoUpstream(9081);
+    log.info({ address: 'http://127.0.0.1:9081' }, 'demo upstream listening');
+  }
+  if (command === 'start' && !values.file) return startAllInOne(settings, log);
   if (settings.configProvider.type !== 'file' || !settings.configProvider.path) {
     process.stderr.write(
       settings.configProvider.type === 'etcd'
@@ -128,9 +144,39 @@ export async function main(argv: string[]): Promise<number | void> {
     );
     return 1;
   }
-  if (values['demo-upstream']) {
-    await startDemoUpstream(9081);
-    log.info({ address: 'http://127.0.0.1:9081' }, 'demo upstream listening');
+  const file = settings.configProvider.path;
+  await runPrimary({ settings, log, source: (plugins) => new FileConfigSource(file, plugins) });
+}
+
+/**
+ * All-in-one: the control plane's store and admin API in the primary process, and gateway workers whose
+ * config is the store's live state. A publish reaches the workers at once.
+ */
+async function startAllInOne(settings: Settings, log: Logger): Promise<number | void> {
+  let store: SqliteStore;
+  let plugins;
+  try {
+    plugins = await loadPlugins(settings);
+    mkdirSync(settings.dataDir, { recursive: true, mode: 0o700 });
+    store = new SqliteStore(join(settings.dataDir, 'gatehouse.db'));
+    await store.init();
+    const boot = await bootstrapAdmin(store, settings.dataDir, log);
+    // Shown once, on the terminal, not in the JSON log stream.
+    if (boot.password) process.stderr.write(`\nFirst start: log in to the admin API as "admin" with password ${boot.password}\n(also in ${boot.passwordFile}, readable only by this user)\n\n`);
+  } catch (e) {
+    log.fatal({ err: (e as Error).message }, 'cannot open the store');
+    return 1;
   }
-  await runPrimary({ settings, log, configFile: settings.configProvider.path });
+  const source = new StoreConfigSource(store, plugins, `store ${join(settings.dataDir, 'gatehouse.db')}`);
+  const cp = new ControlPlane({ store, plugins, logger: log.child({ component: 'admin' }), onPublish: () => source.notify() });
+  try {
+    await cp.app.listen({ host: settings.admin.host, port: settings.admin.port });
+  } catch (e) {
+    log.fatal({ err: (e as Error).message, host: settings.admin.host, port: settings.admin.port }, 'the admin API cannot listen');
+    await store.close();
+    return 1;
+  }
+  const addr = cp.app.server.address() as { port: number };
+  log.info({ address: `http://${settings.admin.host}:${addr.port}/api/v1`, store: store.driver }, 'admin API listening');
+  await runPrimary({ settings, log, plugins, source: () => source });
 }

@@ -35,6 +35,12 @@ export const ERRORS = {
   GH_ERR_WEBSOCKET_DISABLED: { status: 400, message: 'websocket is not enabled on this route' },
   GH_ERR_SHUTTING_DOWN: { status: 503, message: 'gateway is shutting down' },
   GH_ERR_INTERNAL: { status: 500, message: 'internal gateway error' },
+  GH_ERR_ADMIN_INVALID: { status: 400, message: 'the request is invalid' },
+  GH_ERR_ADMIN_CSRF: { status: 403, message: 'missing or wrong CSRF token' },
+  GH_ERR_ADMIN_NOT_FOUND: { status: 404, message: 'no such object' },
+  GH_ERR_ADMIN_CONFLICT: { status: 409, message: 'the request conflicts with the current state' },
+  GH_ERR_ADMIN_STALE: { status: 412, message: 'the object changed since it was read' },
+  GH_ERR_ADMIN_LOGIN_LIMITED: { status: 429, message: 'too many failed logins; try again later' },
 } as const satisfies Record<string, ErrorDefinition>;
 
 export type ErrorCode = keyof typeof ERRORS;

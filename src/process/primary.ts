@@ -15,7 +15,8 @@ import { NodeRegistry } from '../dataplane/upstream/upstream.js';
 import { HealthChecker } from '../dataplane/upstream/health.js';
 import { mergeDumps, renderPrometheus, type MetricsDump } from '../status/metrics.js';
 import { startStatusServer } from '../status/server.js';
-import { FileConfigSource } from '../sync/file-source.js';
+import type { ConfigSource } from '../sync/source.js';
+import type { PluginRegistry } from '../dataplane/plugins/registry.js';
 import type { PrimaryToWorker, WorkerToPrimary } from '../sync/messages.js';
 import { formatProblems } from '../config/declarative-file.js';
 import { loadPlugins } from '../plugins/load.js';
@@ -31,24 +32,27 @@ interface WorkerInfo {
 export interface PrimaryOptions {
   settings: Settings;
   log: Logger;
-  configFile: string;
+  /** Where config comes from (a declarative file, the control plane's store...), given the loaded plugins. */
+  source: (plugins: PluginRegistry) => ConfigSource;
+  /** Plugins already loaded by the caller (all-in-one shares them with the control plane). */
+  plugins?: PluginRegistry;
 }
 
 export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   const { settings, log } = opts;
   const count = settings.workers === 'auto' ? availableParallelism() : settings.workers;
-  let plugins;
+  let plugins = opts.plugins;
   try {
-    plugins = await loadPlugins(settings);
+    plugins ??= await loadPlugins(settings);
   } catch (e) {
     log.fatal({ err: (e as Error).message }, 'cannot load plugins');
     process.exitCode = 1;
     return;
   }
-  const source = new FileConfigSource(opts.configFile, plugins);
+  const source = opts.source(plugins);
   const first = await source.load();
   if (!first.ok) {
-    log.fatal({ file: source.path, problems: first.problems }, `invalid config:\n${formatProblems(first.problems)}`);
+    log.fatal({ source: source.describe, problems: first.problems }, `invalid config:\n${formatProblems(first.problems)}`);
     process.exitCode = 1;
     return;
   }
@@ -178,7 +182,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   });
   source.on('invalid', (problems) => {
     configErrors++;
-    log.error({ file: source.path, problems }, `config change refused, still serving revision ${revision}:\n${formatProblems(problems)}`);
+    log.error({ source: source.describe, problems }, `config change refused, still serving revision ${revision}:\n${formatProblems(problems)}`);
   });
   source.watch();
 

@@ -11,12 +11,9 @@ import type { DeclarativeConfig } from '../model/declarative.js';
 import type { ConfigProblem, PluginValidator } from '../model/validate.js';
 import { validateDeclarativeText } from '../config/declarative-file.js';
 
-export interface FileSourceEvents {
-  config: [DeclarativeConfig, number];
-  invalid: [ConfigProblem[]];
-}
+import type { ConfigSource, ConfigSourceEvents } from './source.js';
 
-export class FileConfigSource extends EventEmitter<FileSourceEvents> {
+export class FileConfigSource extends EventEmitter<ConfigSourceEvents> implements ConfigSource {
   readonly path: string;
   private watcher: FSWatcher | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -28,6 +25,10 @@ export class FileConfigSource extends EventEmitter<FileSourceEvents> {
   constructor(path: string, private readonly registry?: PluginValidator, private readonly debounceMs = 100) {
     super();
     this.path = resolve(path);
+  }
+
+  get describe(): string {
+    return this.path;
   }
 
   /** Load once; resolves with the problems if the file is invalid (nothing is emitted then). */

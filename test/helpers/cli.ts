@@ -259,6 +259,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** How long to wait for /readyz 200; default 20 s. */
   readyTimeoutMs?: number;
+  /** The command line after bin/gatehouse.js (default: gateway --file <the routes file>); runs in the temp dir. */
+  args?: (file: string, dir: string) => string[];
 }
 
 export class Gatehouse {
@@ -318,7 +320,7 @@ export class Gatehouse {
     await writeFile(file, yaml);
     const proxyPort = await freePort();
     const statusPort = await freePort();
-    const child = spawn(process.execPath, [BIN, 'gateway', '--file', file], {
+    const child = spawn(process.execPath, [BIN, ...(opts.args ? opts.args(file, dir) : ['gateway', '--file', file])], {
       cwd: dir,
       detached: true, // own process group, so kill(-pid) reaches the workers too
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,81 @@
+/**
+ * @module control/store-source
+ * The all-in-one gateway's config source: the live entities of every tenant in the control plane's store,
+ * compiled into one declarative config (see compile.ts). A publish in this process is applied at once
+ * (notify); the store's revision is also polled, so a publish made by another control-plane process on the
+ * same store arrives within the poll interval.
+ */
+import { EventEmitter } from 'node:events';
+import type { DeclarativeConfig } from '../model/declarative.js';
+import type { ConfigProblem, PluginValidator } from '../model/validate.js';
+import type { ConfigSource, ConfigSourceEvents } from '../sync/source.js';
+import type { Store } from '../store/types.js';
+import { compileLive, validateCompiled } from './compile.js';
+
+export class StoreConfigSource extends EventEmitter<ConfigSourceEvents> implements ConfigSource {
+  private timer: NodeJS.Timeout | null = null;
+  private revision = -1;
+  private loading: Promise<void> | null = null;
+  private again = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly plugins: PluginValidator,
+    readonly describe: string,
+    private readonly pollMs = 500,
+  ) {
+    super();
+  }
+
+  async load(): Promise<{ ok: true; config: DeclarativeConfig; revision: number } | { ok: false; problems: ConfigProblem[] }> {
+    const live = await this.store.live();
+    const r = validateCompiled(compileLive(live.entities, this.plugins), this.plugins);
+    if (!r.ok) {
+      return { ok: false, problems: [...r.problems.map((p) => ({ path: `${p.tenant}/${p.kind}/${p.id}${p.path ? `.${p.path}` : ''}`, message: p.message })), ...r.other] };
+    }
+    this.revision = live.revision;
+    // Revision 0 of the store (nothing published yet) is revision 1 of the gateway: workers count from 1.
+    return { ok: true, config: r.value, revision: live.revision + 1 };
+  }
+
+  /** Load if the store moved on (or always, with force) and emit the result. */
+  reload(force = false): Promise<void> {
+    if (this.loading) {
+      this.again = true;
+      return this.loading;
+    }
+    this.loading = (async () => {
+      try {
+        do {
+          this.again = false;
+          const rev = await this.store.liveRevision();
+          if (!force && rev === this.revision) continue;
+          const r = await this.load();
+          if (r.ok) this.emit('config', r.config, r.revision);
+          else {
+            this.revision = rev;
+            this.emit('invalid', r.problems);
+          }
+        } while (this.again);
+      } finally {
+        this.loading = null;
+      }
+    })();
+    return this.loading;
+  }
+
+  /** A publish happened in this process: apply it now rather than at the next poll. */
+  notify(): void {
+    this.reload().catch(() => {});
+  }
+
+  watch(): void {
+    this.timer ??= setInterval(() => this.notify(), this.pollMs);
+    this.timer.unref();
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+}
