@@ -491,6 +491,7 @@ async function main() {
     const pluginVariants = {
       'plugins-none': { urlPath: PLUGIN_ROUTES.plain.path, headers: {} },
       'plugins-auth': { urlPath: PLUGIN_ROUTES.auth.path, headers: { apikey: pluginKey } },
+      'plugins-stack': { urlPath: PLUGIN_ROUTES.stack.path, headers: { apikey: pluginKey } },
     };
     const measurePlugin = async (rep, scenario, started, variant) => {
       const tag = `[scenario rep ${rep}/${opt.reps}] ${scenario}`;
@@ -534,6 +535,10 @@ async function main() {
         const withKey = await probe(started.port, PLUGIN_ROUTES.auth.path, { timeoutMs: 5000, headers: { apikey: pluginKey } });
         if (without.status !== 401 || withKey.status !== 200 || !withKey.headers['x-request-id']) {
           throw new Error(`${PLUGIN_ROUTES.auth.path}: without the key ${without.status} (want 401), with it ${withKey.status} (want 200 with x-request-id)`);
+        }
+        const stack = await probe(started.port, PLUGIN_ROUTES.stack.path, { timeoutMs: 5000, headers: { apikey: pluginKey } });
+        if (stack.status !== 200 || !stack.headers['ratelimit-remaining']) {
+          throw new Error(`${PLUGIN_ROUTES.stack.path}: ${stack.status} (want 200 with RateLimit-Remaining)`);
         }
         ready = true;
       } catch (e) {
@@ -846,6 +851,7 @@ function pluginReport({ meta, opt, scenarioRecords, scenarioNote }) {
   const base = opt.pluginsBaseline ? summarize(of('plugins-baseline')) : null;
   const none = summarize(of('plugins-none'));
   const auth = summarize(of('plugins-auth'));
+  const stack = summarize(of('plugins-stack'));
   // Paired ratios, one per repetition where both runs succeeded.
   const paired = (num, den) => {
     const out = { cpu: [], rps: [] };
@@ -860,6 +866,7 @@ function pluginReport({ meta, opt, scenarioRecords, scenarioNote }) {
   };
   const range = (xs) => (xs.length ? `${fmtRatio(median(xs))} (${fmtRatio(min(xs))}-${fmtRatio(max(xs))})` : '-');
   const authVsNone = paired('plugins-auth', 'plugins-none');
+  const stackVsNone = paired('plugins-stack', 'plugins-none');
   const noneVsBase = base ? paired('plugins-none', 'plugins-baseline') : null;
   const baseInfo = meta.pluginsBaseline;
   const baseLabel = baseInfo ? `Gatehouse ${baseInfo.version}${baseInfo.rev ? ` (${baseInfo.rev})` : ''}` : '';
@@ -872,17 +879,22 @@ function pluginReport({ meta, opt, scenarioRecords, scenarioNote }) {
   if (opt.pluginsBaseline) rows.push(row(`(0) ${PLUGIN_ROUTES.plain.label}, baseline build ${baseLabel}`, base, null));
   rows.push(row(`(a) ${PLUGIN_ROUTES.plain.label}${baseInfo ? `, this build${meta.gatehouseRev ? ` (${meta.gatehouseRev})` : ''}` : ''}`, none, noneVsBase));
   rows.push(row(`(b) ${PLUGIN_ROUTES.auth.label}`, auth, authVsNone));
+  rows.push(row(`(c) ${PLUGIN_ROUTES.stack.label}`, stack, stackVsNone));
   const head = ['variant', 'rps (median, min-max)', 'p99', 'CPU µs/req (median, min-max)', 'CPU/req ratio, paired', 'rps ratio, paired', 'non-2xx + socket errors'];
   section.push(mdTable(head, rows), '');
-  section.push('Ratios are per repetition, against the row above: (b)/(a), and (a)/(0) when a baseline build was measured; median (min-max).');
+  section.push('Ratios are per repetition: (b)/(a) and (c)/(a), and (a)/(0) when a baseline build was measured; median (min-max).');
   const cpuRatio = median(authVsNone.cpu);
   if (cpuRatio !== null) {
     section.push(`(b)/(a): ${fmtRatio(cpuRatio)}x the CPU per request and ${fmtRatio(median(authVsNone.rps))}x the rps of a route with no plugins; the target is under 1.10x CPU per request${cpuRatio < 1.1 ? ' (met)' : ' (not met)'}.`);
   }
+  const stackRps = median(stackVsNone.rps);
+  if (stackRps !== null) {
+    section.push(`(c)/(a): ${fmtRatio(stackRps)}x the rps and ${fmtRatio(median(stackVsNone.cpu))}x the CPU per request of a route with no plugins; the target is at least 0.85x the rps${stackRps >= 0.85 ? ' (met)' : ' (not met)'}.`);
+  }
   if (noneVsBase && noneVsBase.cpu.length) {
     section.push(`(a)/(0): ${range(noneVsBase.cpu)} CPU per request against the baseline build: "no measurable cost" means within the run-to-run range of the baseline's own repetitions.`);
   }
-  const noisy = [['(0)', base], ['(a)', none], ['(b)', auth]].filter(([, x]) => x?.cpu0ForeignPct > 10);
+  const noisy = [['(0)', base], ['(a)', none], ['(b)', auth], ['(c)', stack]].filter(([, x]) => x?.cpu0ForeignPct > 10);
   if (noisy.length) {
     section.push(`⚠ Other processes used CPU 0 during the runs of ${noisy.map(([k, x]) => `${k} (${Math.round(x.cpu0ForeignPct)}%)`).join(', ')}: those figures are disturbed.`);
   }
@@ -892,7 +904,7 @@ function pluginReport({ meta, opt, scenarioRecords, scenarioNote }) {
   return {
     section,
     text,
-    summary: { baseline: base, none, auth, authVsNone, noneVsBaseline: noneVsBase },
+    summary: { baseline: base, none, auth, stack, authVsNone, stackVsNone, noneVsBaseline: noneVsBase },
   };
 }
 

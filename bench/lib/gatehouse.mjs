@@ -34,10 +34,12 @@ export function oneRouteYaml(upstreamPort, labels) {
  * The plugin-cost scenario: one process serves both routes, so the two variants differ only by the plugins.
  *   /plain/*  no plugins (the request path skips the plugin machinery entirely)
  *   /auth/*   key-auth + request-id; wrk sends the consumer's key in the apikey header
+ *   /stack/*  key-auth + limit-count (local policy, never reached) + prometheus: the issue-4 target stack
  */
 export const PLUGIN_ROUTES = {
   plain: { path: '/plain/hello', label: 'route with no plugins ("/plain/*")' },
   auth: { path: '/auth/hello', label: 'key-auth + request-id ("/auth/*", wrk sends the apikey header)' },
+  stack: { path: '/stack/hello', label: 'key-auth + limit-count (local) + prometheus ("/stack/*")' },
 };
 
 /** Routes for the plugin-cost scenario; with `key` null, only the plain route (for a baseline build). */
@@ -54,6 +56,14 @@ export function pluginRoutesYaml(upstreamPort, key) {
     plugins:
       key-auth: {}
       request-id: {}
+  - id: stack
+    paths: ["/stack/*"]
+    upstreamId: up
+    plugins:
+      key-auth: {}
+      # A limit the benchmark never reaches: every request is counted, none refused.
+      limit-count: { count: 1000000000, timeWindow: 3600, key: consumer }
+      prometheus: {}
 consumers:
   - username: bench
     credentials:
