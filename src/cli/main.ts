@@ -12,7 +12,7 @@ import { runPrimary } from '../process/primary.js';
 import { runWorker } from '../process/worker.js';
 import { startDemoUpstream } from './demo-upstream.js';
 import { loadPlugins } from '../plugins/load.js';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Settings } from '../config/settings.js';
@@ -32,6 +32,7 @@ Commands:
   control-plane -c gatehouse.yaml    admin API publishing to etcd for separate gateways (not available in this
                                      version: use start)
   validate FILE                      check a declarative file; exit 0 when valid, 1 with one line per problem
+  backup [-c gatehouse.yaml] FILE    copy the embedded store (dataDir) to FILE, consistent, while it runs
 
 Options:
   -c, --config FILE     static settings (YAML); GATEHOUSE_* variables and flags override it
@@ -97,6 +98,34 @@ export async function main(argv: string[]): Promise<number | void> {
     }
     for (const p of result.problems) process.stdout.write(`${p.path}: ${p.message}\n`);
     return 1;
+  }
+
+  if (command === 'backup') {
+    const target = positionals[1];
+    if (!target) {
+      process.stderr.write('backup needs the FILE to write\n');
+      return 2;
+    }
+    try {
+      const settings = loadSettings({ file: values.config }).settings;
+      const source = join(settings.dataDir, 'gatehouse.db');
+      if (!existsSync(source)) {
+        process.stderr.write(`no store at ${source} (dataDir: ${settings.dataDir})\n`);
+        return 1;
+      }
+      const store = new SqliteStore(source);
+      await store.init();
+      try {
+        await store.backup(target);
+      } finally {
+        await store.close();
+      }
+      process.stdout.write(`${source} -> ${target}\n`);
+      return 0;
+    } catch (e) {
+      process.stderr.write(`backup failed: ${(e as Error).message}\n`);
+      return 1;
+    }
   }
 
   if (command === 'control-plane') {

@@ -55,6 +55,26 @@ describe('sqlite store specifics', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('backup: a consistent copy while the store is in use, refused over an existing file', async () => {
+    const dir = tempDir();
+    const store = new SqliteStore(join(dir, 'g.db'));
+    await store.init();
+    const audit = { actor: 'a', source: 's', tenant: 't', kind: 'routes', entityId: null, action: 'x', before: null, after: null };
+    await store.writeDraft('t', 'routes', 'r1', { draft: { paths: ['/a'] }, create: true, actor: 'a', audit });
+    await store.publish('t', 'routes', 'r1', { actor: 'a', audit });
+    await store.backup(join(dir, 'copy', 'backup.db'));
+    await assert.rejects(store.backup(join(dir, 'copy', 'backup.db')), /exists/);
+    await store.writeDraft('t', 'routes', 'r2', { draft: { paths: ['/b'] }, create: true, actor: 'a', audit });
+    await store.close();
+    const copy = new SqliteStore(join(dir, 'copy', 'backup.db'));
+    await copy.init();
+    assert.deepEqual((await copy.live()).entities.map((e) => e.id), ['r1']);
+    assert.equal(await copy.getEntity('t', 'routes', 'r2'), null, 'the copy is the state when it was made');
+    assert.equal((await copy.queryAudit({})).length, 2);
+    await copy.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   it('refuses a store whose schema is newer than this code', async () => {
     const dir = tempDir();
     const file = join(dir, 'g.db');

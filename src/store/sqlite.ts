@@ -4,7 +4,7 @@
  * survives a crash or kill -9), schema migrations numbered and applied in order at start, and every mutation
  * with its audit record in one transaction. Audit rows are protected by triggers against update and delete.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { openSqlite, type SqliteDatabase } from './sqlite-driver.js';
 import {
@@ -196,6 +196,16 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     this.db?.close();
     this.db = null;
+  }
+
+  /**
+   * Write a consistent copy of the whole store to `file` while it stays in use (SQLite's VACUUM INTO: one
+   * read transaction, so the copy is the state at one instant). The file must not exist.
+   */
+  async backup(file: string): Promise<void> {
+    if (existsSync(file)) throw new Error(`${file} exists; give a new file name`);
+    mkdirSync(dirname(file), { recursive: true });
+    this.d.prepare('VACUUM INTO ?').run(file);
   }
 
   /** Run `fn` in one IMMEDIATE transaction (the write lock is taken at once, so two writers never deadlock). */
