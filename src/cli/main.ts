@@ -208,4 +208,12 @@ async function startAllInOne(settings: Settings, log: Logger): Promise<number | 
   const addr = cp.app.server.address() as { port: number };
   log.info({ address: `http://${settings.admin.host}:${addr.port}/api/v1`, store: store.driver }, 'admin API listening');
   await runPrimary({ settings, log, plugins, source: () => source });
+  if (process.exitCode) return;
+  // Where everything is, for the person at the terminal (the JSON log has it too).
+  const p = settings.proxy;
+  process.stderr.write(
+    `Gatehouse: proxy http://${p.host}:${p.http}${p.https >= 0 ? ` and https://${p.host}:${p.https}` : ''}, ` +
+      `admin API http://${settings.admin.host}:${addr.port}/api/v1 (POST /login as a user, or Authorization: Bearer <token>), ` +
+      `status http://${settings.status.host}:${settings.status.port}/readyz\n`,
+  );
 }
