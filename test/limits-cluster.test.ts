@@ -2,11 +2,13 @@
  * @module test/limits-cluster
  * The limit plugins with `policy: local` in a real multi-worker gateway (the `gatehouse` command, two worker
  * processes): one limit for the whole gateway, not one per worker. Requests go on fresh connections, many at a
- * time, so both workers serve them; the totals must still be exact.
+ * time, so both workers serve them; the totals must still be exact. And limit-count with `policy: redis` shared
+ * by two separate gateway processes through a real redis-server, which is then stopped and started again.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Gatehouse, get, sleep } from './helpers/cli.js';
+import { Gatehouse, get, sleep, waitUntil } from './helpers/cli.js';
+import { redisSkip, TestRedis } from './helpers/redis.js';
 import { startUpstream, node } from './helpers/upstream.js';
 
 function yaml(upstreamPort: number): string {
@@ -70,4 +72,40 @@ test('limit-count, limit-conn and limit-req hold for the whole gateway across tw
   const passed = req.filter((r) => r.status === 200).length;
   assert.ok(passed >= 5 && passed <= 6, `burst + 1 pass across both workers, got ${passed}`);
   assert.ok(req.filter((r) => r.status === 429).every((r) => Number(r.headers['retry-after']) >= 1));
+});
+
+test('limit-count policy redis: two gateway processes share one counter; Redis stopped: fail open, then recovery', { timeout: 60_000, skip: redisSkip() }, async (t) => {
+  const redis = await TestRedis.start();
+  t.after(() => redis.stop());
+  const up = await startUpstream((_req, res) => res.end('ok'));
+  t.after(() => up.close());
+  const routes = JSON.stringify({
+    upstreams: [{ id: 'u', nodes: [node(up.port)] }],
+    routes: [
+      {
+        id: 'shared',
+        paths: ['/shared'],
+        upstreamId: 'u',
+        plugins: { 'limit-count': { count: 6, timeWindow: 'day', policy: 'redis', group: 'two-processes', redis: { host: '127.0.0.1', port: redis.port, timeout: 300 } } },
+      },
+    ],
+  });
+  const a = await Gatehouse.start(t, routes, { workers: 1 });
+  const b = await Gatehouse.start(t, routes, { workers: 1 });
+  const codes: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    codes.push((await get(a.proxyPort, '/shared')).status);
+    codes.push((await get(b.proxyPort, '/shared')).status);
+  }
+  assert.deepEqual(codes, [200, 200, 200, 200, 200, 200, 429, 429, 429, 429], 'six in all, across both processes');
+  await redis.stop();
+  const during = await Promise.all([get(a.proxyPort, '/shared'), get(b.proxyPort, '/shared')]);
+  assert.deepEqual(during.map((r) => r.status), [200, 200], 'fail open (the default) while Redis is down, without stalling');
+  await redis.start();
+  // A fresh Redis has no counters: counting starts again once the gateways reconnect.
+  const back = await waitUntil('counting again', 10_000, async () => {
+    const r = await get(a.proxyPort, '/shared');
+    return r.headers['ratelimit-remaining'] !== undefined ? r : undefined;
+  }, 100);
+  assert.equal(back.status, 200);
 });
