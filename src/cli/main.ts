@@ -21,16 +21,22 @@ import { SqliteStore } from '../store/sqlite.js';
 import { bootstrapAdmin } from '../control/bootstrap.js';
 import { ControlPlane } from '../control/server.js';
 import { StoreConfigSource } from '../control/store-source.js';
+import { hostname } from 'node:os';
+import { EtcdClient } from '../etcd/client.js';
+import { EtcdConfigSource } from '../cluster/etcd-source.js';
+import { EtcdPublisher } from '../cluster/publisher.js';
+import { InstanceRegistrar, listInstances } from '../cluster/instances.js';
 
 const USAGE = `Usage: gatehouse <command> [options]
 
 Commands:
   start [-c gatehouse.yaml]          all-in-one: admin API (control plane, embedded store under dataDir) and the
                                      gateway workers it configures
-  gateway -c gatehouse.yaml          data plane only, config from the configProvider in the settings
+  gateway -c gatehouse.yaml          data plane only, config from the configProvider in the settings (a file,
+                                     or etcd: cluster mode)
   gateway --file routes.yaml         data plane on a declarative file (standalone mode, hot-reloaded)
-  control-plane -c gatehouse.yaml    admin API publishing to etcd for separate gateways (not available in this
-                                     version: use start)
+  control-plane -c gatehouse.yaml    admin API and store, publishing the live config to the etcd of
+                                     configProvider for gateways started with configProvider type etcd
   validate FILE                      check a declarative file; exit 0 when valid, 1 with one line per problem
   backup [-c gatehouse.yaml] FILE    copy the embedded store (dataDir) to FILE, consistent, while it runs
 
@@ -128,12 +134,8 @@ export async function main(argv: string[]): Promise<number | void> {
     }
   }
 
-  if (command === 'control-plane') {
-    process.stderr.write('gatehouse control-plane: a control plane for separate gateways (through etcd) is not part of this version yet; "gatehouse start" runs the control plane and the gateway together\n');
-    return 1;
-  }
 
-  if (command !== 'gateway' && command !== 'start') {
+  if (command !== 'gateway' && command !== 'start' && command !== 'control-plane') {
     process.stderr.write(`unknown command "${command}"\n\n${USAGE}`);
     return 2;
   }
@@ -165,12 +167,10 @@ export async function main(argv: string[]): Promise<number | void> {
     log.info({ address: 'http://127.0.0.1:9081' }, 'demo upstream listening');
   }
   if (command === 'start' && !values.file) return startAllInOne(settings, log);
-  if (settings.configProvider.type !== 'file' || !settings.configProvider.path) {
-    process.stderr.write(
-      settings.configProvider.type === 'etcd'
-        ? 'configProvider type etcd is not available in this version; use a declarative file (--file routes.yaml)\n'
-        : 'no declarative file: pass --file routes.yaml or set configProvider.path in the settings\n',
-    );
+  if (command === 'control-plane') return startControlPlane(settings, log);
+  if (settings.configProvider.type === 'etcd') return startEtcdGateway(settings, log);
+  if (!settings.configProvider.path) {
+    process.stderr.write('no declarative file: pass --file routes.yaml or set configProvider.path in the settings\n');
     return 1;
   }
   const file = settings.configProvider.path;
@@ -197,7 +197,28 @@ async function startAllInOne(settings: Settings, log: Logger): Promise<number | 
     return 1;
   }
   const source = new StoreConfigSource(store, plugins, `store ${join(settings.dataDir, 'gatehouse.db')}`);
-  const cp = new ControlPlane({ store, plugins, logger: log.child({ component: 'admin' }), onPublish: () => source.notify() });
+  let revision = 0;
+  source.on('config', (_c, rev) => (revision = rev));
+  const cp = new ControlPlane({
+    store,
+    plugins,
+    logger: log.child({ component: 'admin' }),
+    onPublish: () => source.notify(),
+    // All-in-one: this process is the one gateway instance.
+    instances: async () => [
+      {
+        id: settings.instanceId ?? `${hostname()}-${settings.proxy.http}`,
+        hostname: hostname(),
+        addresses: { http: settings.proxy.http, https: settings.proxy.https >= 0 ? settings.proxy.https : null, status: settings.status.port },
+        version: version(),
+        labels: {},
+        revision,
+        pid: process.pid,
+        heartbeat: new Date().toISOString(),
+        configSourceOk: true,
+      },
+    ],
+  });
   try {
     await cp.app.listen({ host: settings.admin.host, port: settings.admin.port });
   } catch (e) {
@@ -216,4 +237,117 @@ async function startAllInOne(settings: Settings, log: Logger): Promise<number | 
       `admin API http://${settings.admin.host}:${addr.port}/api/v1 (POST /login as a user, or Authorization: Bearer <token>), ` +
       `status http://${settings.status.host}:${settings.status.port}/readyz\n`,
   );
+}
+
+/** An etcd client from the configProvider settings (TLS files read here). */
+function etcdClient(settings: Settings): EtcdClient {
+  const cp = settings.configProvider;
+  if (!cp.endpoints?.length) throw new Error('configProvider.endpoints is required with type etcd (GATEHOUSE_CONFIG_PROVIDER_ENDPOINTS)');
+  const read = (f: string | undefined) => (f ? readFileSync(f, 'utf8') : undefined);
+  return new EtcdClient({
+    endpoints: cp.endpoints,
+    username: cp.username,
+    password: cp.password,
+    timeout: cp.timeout,
+    tls: cp.tls ? { ca: read(cp.tls.ca), cert: read(cp.tls.cert), key: read(cp.tls.key), rejectUnauthorized: cp.tls.rejectUnauthorized } : undefined,
+  });
+}
+
+/**
+ * Cluster mode, data plane: config from etcd (watched; saved locally for starts while etcd is down), and this
+ * gateway registered in etcd as an instance.
+ */
+async function startEtcdGateway(settings: Settings, log: Logger): Promise<number | void> {
+  let client: EtcdClient;
+  try {
+    client = etcdClient(settings);
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n`);
+    return 1;
+  }
+  const prefix = settings.configProvider.prefix.replace(/\/+$/, '');
+  let source: EtcdConfigSource | null = null;
+  let revision = 0;
+  await runPrimary({
+    settings,
+    log,
+    source: (plugins) => {
+      source = new EtcdConfigSource(client, prefix, plugins, join(settings.dataDir, 'etcd-config.json'), log.child({ component: 'etcd' }));
+      return source;
+    },
+  });
+  if (process.exitCode || source === null) return;
+  const src = source as EtcdConfigSource;
+  const registrar = new InstanceRegistrar(
+    client,
+    prefix,
+    {
+      id: settings.instanceId ?? `${hostname()}-${settings.proxy.http}`,
+      addresses: { http: settings.proxy.http, https: settings.proxy.https >= 0 ? settings.proxy.https : null, status: settings.status.port },
+      version: version(),
+      labels: {},
+    },
+    log.child({ component: 'instance' }),
+    () => ({ revision, configSourceOk: src.health().ok }),
+  );
+  src.on('config', (_c, rev) => {
+    revision = rev;
+    registrar.changed();
+  });
+  revision = (src.health().detail.revision as number) ?? 0;
+  registrar.start();
+  const stop = () => void registrar.close();
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+/**
+ * Cluster mode, control plane: the admin API and the store, publishing what is live to etcd for the gateways
+ * (which it lists as instances). No gateway workers run here.
+ */
+async function startControlPlane(settings: Settings, log: Logger): Promise<number | void> {
+  let client: EtcdClient;
+  let store: SqliteStore;
+  let plugins;
+  try {
+    client = etcdClient(settings);
+    plugins = await loadPlugins(settings);
+    mkdirSync(settings.dataDir, { recursive: true, mode: 0o700 });
+    store = new SqliteStore(join(settings.dataDir, 'gatehouse.db'));
+    await store.init();
+    const boot = await bootstrapAdmin(store, settings.dataDir, log);
+    if (boot.password) process.stderr.write(`\nFirst start: log in to the admin API as "admin" with password ${boot.password}\n(also in ${boot.passwordFile}, readable only by this user)\n\n`);
+  } catch (e) {
+    log.fatal({ err: (e as Error).message }, 'cannot start the control plane');
+    return 1;
+  }
+  const prefix = settings.configProvider.prefix.replace(/\/+$/, '');
+  const publisher = new EtcdPublisher(client, prefix, store, log.child({ component: 'etcd' }));
+  const cp = new ControlPlane({
+    store,
+    plugins,
+    logger: log.child({ component: 'admin' }),
+    onPublish: (_rev, change) => void publisher.published(change.tenant, change.kind, change.id),
+    instances: () => listInstances(client, prefix),
+  });
+  try {
+    await cp.app.listen({ host: settings.admin.host, port: settings.admin.port });
+  } catch (e) {
+    log.fatal({ err: (e as Error).message, host: settings.admin.host, port: settings.admin.port }, 'the admin API cannot listen');
+    await store.close();
+    return 1;
+  }
+  const addr = cp.app.server.address() as { port: number };
+  log.info({ address: `http://${settings.admin.host}:${addr.port}/api/v1`, etcd: settings.configProvider.endpoints, prefix }, 'control plane listening');
+  await publisher.start();
+  const stop = async (signal: string) => {
+    log.info({ signal }, 'stopping the control plane');
+    publisher.close();
+    await cp.app.close();
+    await store.close();
+    await client.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
 }

@@ -63,8 +63,22 @@ export const ConfigProviderSettings = Type.Object(
   {
     type: StringEnum(['file', 'etcd'], { default: 'file', description: 'Where the gateway reads routes: a declarative file or etcd.' }),
     path: Type.Optional(Type.String({ description: 'The declarative file (type file).' })),
-    endpoints: Type.Optional(Type.Array(Type.String(), { description: 'etcd endpoints (type etcd).' })),
-    prefix: Type.String({ default: '/gatehouse', description: 'etcd key prefix (type etcd).' }),
+    endpoints: Type.Optional(Type.Array(Type.String(), { description: 'etcd client URLs (type etcd), tried in turn: http://10.0.0.1:2379.' })),
+    prefix: Type.String({ default: '/gatehouse', description: 'etcd key prefix (type etcd): config under <prefix>/config/, instances under <prefix>/instances/.' }),
+    username: Type.Optional(Type.String({ description: 'etcd user (type etcd, when etcd has auth enabled).' })),
+    password: Type.Optional(Type.String({ description: 'Password of the etcd user; GATEHOUSE_CONFIG_PROVIDER_PASSWORD keeps it out of the file.' })),
+    tls: Type.Optional(
+      Type.Object(
+        {
+          ca: Type.Optional(Type.String({ description: 'PEM file of the CA that signed the etcd server certificates.' })),
+          cert: Type.Optional(Type.String({ description: 'PEM file of a client certificate, for etcd with client certificate auth.' })),
+          key: Type.Optional(Type.String({ description: 'PEM file of the client certificate\'s key.' })),
+          rejectUnauthorized: Type.Boolean({ default: true, description: 'Refuse etcd servers whose certificate does not verify.' }),
+        },
+        { additionalProperties: false, description: 'TLS to etcd (https endpoints).' },
+      ),
+    ),
+    timeout: Type.Integer({ minimum: 100, maximum: 60000, default: 2000, description: 'Milliseconds one etcd request may take.' }),
   },
   { additionalProperties: false, default: {}, description: 'Config source of the gateway.' },
 );

@@ -80,8 +80,10 @@ export interface ControlPlaneOptions {
   logger: Logger;
   /** Session lifetime, ms (default 12 h). */
   sessionTtl?: number;
-  /** Called after every publish, with the new config revision. */
-  onPublish?: (revision: number) => void;
+  /** Called after every publish, with the new config revision and what was published. */
+  onPublish?: (revision: number, change: { tenant: string; kind: EntityKind; id: string }) => void;
+  /** The gateway instances serving this control plane's config (etcd registrations, or the local gateway). */
+  instances?: () => Promise<unknown[]>;
 }
 
 const ENTITY_SCHEMAS: Record<Exclude<EntityKind, 'global-plugins'>, TSchema> = {
@@ -484,6 +486,21 @@ export class ControlPlane {
       },
     });
 
+    add({
+      method: 'GET',
+      url: '/api/v1/instances',
+      access: { kind: 'user' },
+      summary: 'The gateway instances: id, host, addresses, version, labels, the config revision each runs, last heartbeat.',
+      handler: async () => {
+        if (!this.opts.instances) return { items: [] };
+        try {
+          return { items: await this.opts.instances() };
+        } catch {
+          throw new ApiError('GH_ERR_ADMIN_CONFLICT', 'the instance registry (etcd) cannot be read now');
+        }
+      },
+    });
+
     // ---- audit
     add({
       method: 'GET',
@@ -806,7 +823,7 @@ export class ControlPlane {
           note,
           audit: this.audit(ctx, { tenant, kind, entityId: e.id, action: `${kind}.publish`, before: redactEntity(kind, e.id, e.live, this.plugins), after: redactEntity(kind, e.id, e.draft, this.plugins) }),
         });
-        this.opts.onPublish?.(await this.store.liveRevision());
+        this.opts.onPublish?.(await this.store.liveRevision(), { tenant, kind, id: e.id });
         return { version: out.version.version, entity: out.entity ? this.view(out.entity) : null };
       },
     });

@@ -261,16 +261,21 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
         const all = [...workers.values()];
         const serving = all.filter((w) => w.listening && w.revision > 0).length;
         const current = all.filter((w) => w.revision === revision).length;
+        // A config source that lost its backend (etcd down) does not make the gateway unready: it keeps
+        // serving its last config, and pulling every gateway out of a load balancer would turn an etcd outage
+        // into an outage. It is reported here and in gatehouse_config_source_up.
+        const sourceHealth = source.health?.();
         return {
           ready: !shuttingDown && serving === count && current === count,
-          detail: { revision, workers: count, serving, current, configErrors },
+          detail: { revision, workers: count, serving, current, configErrors, ...(sourceHealth ? { configSource: { ok: sourceHealth.ok, ...sourceHealth.detail } } : {}) },
         };
       },
       metrics: async () => {
         const dumps = await collectMetrics();
         if (retired) dumps.push(mergeDumps([retired]));
         for (const d of dumps) d.configErrors = Math.max(d.configErrors, configErrors);
-        return renderPrometheus(dumps, { health: health.snapshot(), configRevision: revision, workers: workers.size });
+        const sourceHealth = source.health?.();
+        return renderPrometheus(dumps, { health: health.snapshot(), configRevision: revision, workers: workers.size, configSourceUp: sourceHealth ? sourceHealth.ok : undefined });
       },
       control: runControl,
     });

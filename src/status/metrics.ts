@@ -336,7 +336,7 @@ function renderTraffic(out: string[], merged: MetricsDump): void {
 }
 
 /** Merge worker dumps and render the Prometheus text exposition format. */
-export function renderPrometheus(dumps: MetricsDump[], extra: { health?: HealthSample[]; configRevision?: number; workers?: number } = {}): string {
+export function renderPrometheus(dumps: MetricsDump[], extra: { health?: HealthSample[]; configRevision?: number; workers?: number; configSourceUp?: boolean } = {}): string {
   const merged = mergeDumps(dumps);
   const routes = new Map(merged.routes.map((r) => [r.route, { byStatus: new Map(r.byStatus), latency: r.latency, upstreamLatency: r.upstreamLatency }]));
   const { connections, configReloads: reloads, configErrors } = merged;
@@ -377,6 +377,11 @@ export function renderPrometheus(dumps: MetricsDump[], extra: { health?: HealthS
   out.push('# HELP gatehouse_config_errors_total Config changes refused as invalid.');
   out.push('# TYPE gatehouse_config_errors_total counter');
   out.push(`gatehouse_config_errors_total ${configErrors}`);
+  if (extra.configSourceUp !== undefined) {
+    out.push('# HELP gatehouse_config_source_up Whether the config source (etcd) is reachable (1) or the gateway serves its last config without it (0).');
+    out.push('# TYPE gatehouse_config_source_up gauge');
+    out.push(`gatehouse_config_source_up ${extra.configSourceUp ? 1 : 0}`);
+  }
   if (extra.workers !== undefined) {
     out.push('# HELP gatehouse_workers Gateway worker processes running.');
     out.push('# TYPE gatehouse_workers gauge');

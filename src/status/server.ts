@@ -67,7 +67,9 @@ export function startStatusServer(host: string, port: number, provider: StatusPr
     if (path === '/healthz') return provider.healthy() ? json(200, { status: 'ok' }) : json(503, { status: 'unhealthy' });
     if (path === '/readyz') {
       const r = provider.ready();
-      return json(r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not ready', ...r.detail });
+      // Ready but serving without its config source (etcd down): still 200, since the gateway serves.
+      const degraded = (r.detail.configSource as { ok?: boolean } | undefined)?.ok === false;
+      return json(r.ready ? 200 : 503, { status: r.ready ? (degraded ? 'degraded' : 'ready') : 'not ready', ...r.detail });
     }
     if (path === '/metrics') {
       provider.metrics().then(

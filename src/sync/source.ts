@@ -12,6 +12,12 @@ export interface ConfigSourceEvents {
   invalid: [ConfigProblem[]];
 }
 
+/** Whether a source can currently reach what it reads from (the config keeps serving either way). */
+export interface SourceHealth {
+  ok: boolean;
+  detail: Record<string, unknown>;
+}
+
 export interface ConfigSource extends EventEmitter<ConfigSourceEvents> {
   /** What it reads from, for logs ("routes.yaml", "store data/gatehouse.db"). */
   readonly describe: string;
@@ -22,4 +28,6 @@ export interface ConfigSource extends EventEmitter<ConfigSourceEvents> {
   /** Emit every later change. */
   watch(): void;
   close(): void;
+  /** For sources that can lose their backend (etcd): reported on /readyz and in metrics. */
+  health?(): SourceHealth;
 }

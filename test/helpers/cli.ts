@@ -261,6 +261,8 @@ export interface StartOptions {
   readyTimeoutMs?: number;
   /** The command line after bin/gatehouse.js (default: gateway --file <the routes file>); runs in the temp dir. */
   args?: (file: string, dir: string) => string[];
+  /** Readiness other than /readyz 200 (a control plane has no status port): resolves true when ready. */
+  ready?: () => Promise<boolean>;
 }
 
 export class Gatehouse {
@@ -340,7 +342,17 @@ export class Gatehouse {
       await gw.stop();
       await rm(dir, { recursive: true, force: true });
     });
-    await gw.waitReady(opts.readyTimeoutMs ?? 20_000);
+    if (opts.ready) {
+      const check = opts.ready;
+      try {
+        await waitUntil('ready', opts.readyTimeoutMs ?? 20_000, async () => {
+          if (gw.exitInfo) throw new Error(`exited (${JSON.stringify(gw.exitInfo)})`);
+          return (await check()) ? true : undefined;
+        });
+      } catch (e) {
+        throw new Error(`${(e as Error).message}${gw.tail()}`);
+      }
+    } else await gw.waitReady(opts.readyTimeoutMs ?? 20_000);
     return gw;
   }
 

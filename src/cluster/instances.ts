@@ -1,0 +1,99 @@
+/**
+ * @module cluster/instances
+ * Gateway instances in etcd: each gateway keeps a key <prefix>/instances/<instanceId> alive under a lease, with
+ * what an operator needs to see (addresses, version, labels, the config revision it runs, a heartbeat); the key
+ * vanishes with the lease when the gateway dies. The control plane lists them (GET /api/v1/instances), and gray
+ * release targets them by id.
+ */
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import type { EtcdClient } from '../etcd/client.js';
+
+export interface InstanceInfo {
+  id: string;
+  hostname: string;
+  addresses: { http: number; https: number | null; status: number };
+  version: string;
+  labels: Record<string, string>;
+  /** Config revision the gateway runs. */
+  revision: number;
+  pid: number;
+  startedAt: string;
+  /** When the gateway last wrote this record (every few seconds while it lives). */
+  heartbeat: string;
+  /** Whether the gateway reaches its config source. */
+  configSourceOk: boolean;
+}
+
+export function instancesPrefix(prefix: string): string {
+  return `${prefix}/instances/`;
+}
+
+const TTL_S = 15;
+const HEARTBEAT_MS = 5_000;
+
+export class InstanceRegistrar {
+  private lease: string | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private info: InstanceInfo;
+  private closed = false;
+
+  constructor(
+    private readonly client: EtcdClient,
+    private readonly prefix: string,
+    base: Omit<InstanceInfo, 'hostname' | 'pid' | 'startedAt' | 'heartbeat' | 'revision' | 'configSourceOk'>,
+    private readonly log: Logger,
+    /** The revision running and the source's health, read at every heartbeat. */
+    private readonly status: () => { revision: number; configSourceOk: boolean },
+  ) {
+    this.info = { ...base, hostname: hostname(), pid: process.pid, startedAt: new Date().toISOString(), heartbeat: '', revision: 0, configSourceOk: true };
+  }
+
+  start(): void {
+    void this.beat();
+  }
+
+  /** The gateway applied another config revision: say so at once rather than at the next heartbeat. */
+  changed(): void {
+    if (this.lease !== null) void this.beat();
+  }
+
+  private async beat(): Promise<void> {
+    if (this.closed) return;
+    if (this.timer) clearTimeout(this.timer);
+    try {
+      if (this.lease !== null) {
+        const ttl = await this.client.keepAlive(this.lease);
+        if (ttl <= 0) this.lease = null;
+      }
+      if (this.lease === null) this.lease = (await this.client.grantLease(TTL_S)).id;
+      this.info = { ...this.info, ...this.status(), heartbeat: new Date().toISOString() };
+      await this.client.put(`${instancesPrefix(this.prefix)}${this.info.id}`, JSON.stringify(this.info), { lease: this.lease });
+    } catch (e) {
+      this.log.debug({ err: (e as Error).message }, 'instance heartbeat to etcd failed; retrying');
+    }
+    if (this.closed) return;
+    this.timer = setTimeout(() => void this.beat(), HEARTBEAT_MS);
+    this.timer.unref();
+  }
+
+  /** Remove the record at once (a clean stop); a crash leaves it to the lease's expiry. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.lease !== null) await this.client.revokeLease(this.lease).catch(() => {});
+  }
+}
+
+export async function listInstances(client: EtcdClient, prefix: string): Promise<InstanceInfo[]> {
+  const r = await client.range(instancesPrefix(prefix), { prefix: true });
+  const out: InstanceInfo[] = [];
+  for (const kv of r.kvs) {
+    try {
+      out.push(JSON.parse(kv.value) as InstanceInfo);
+    } catch {
+      /* a record that is not ours */
+    }
+  }
+  return out.sort((a, b) => a.id.localeCompare(b.id));
+}
