@@ -219,3 +219,58 @@ describe('secrets, CSRF, logins and audit', () => {
     assert.equal((await ctl.call('GET', '/api/v1/audit', { token: acmeAdmin })).status, 400, 'a tenant admin names the tenant');
   });
 });
+
+describe('versions: diff and rollback of one entity', () => {
+  it('rolls one route back as a new version, leaving every other entity as it was; refuses what no longer fits', async () => {
+    const T = '/api/v1/tenants/beta';
+    const ok = async (method: string, url: string, body?: unknown, status = [200, 201]) => {
+      const r = await ctl.call(method, url, { token: betaEditor, body });
+      assert.ok(status.includes(r.status), `${method} ${url}: ${r.status} ${r.text}`);
+      return r;
+    };
+    for (const id of ['v1', 'v2']) {
+      await ok('POST', `${T}/upstreams`, { id, nodes: [{ host: '127.0.0.1', port: 1 }] });
+      await ok('POST', `${T}/upstreams/${id}/publish`, {});
+    }
+    await ok('POST', `${T}/routes`, { id: 'roll', paths: ['/roll'], upstreamId: 'v1' });
+    await ok('POST', `${T}/routes/roll/publish`, {});
+    await ok('POST', `${T}/routes`, { id: 'other', paths: ['/other'], upstreamId: 'v1' });
+    await ok('POST', `${T}/routes/other/publish`, {});
+    await ok('PATCH', `${T}/routes/roll`, { upstreamId: 'v2', methods: ['GET'] });
+    await ok('POST', `${T}/routes/roll/publish`, {});
+
+    const d = await ok('GET', `${T}/routes/roll/versions/1/diff/2`);
+    assert.deepEqual(d.body.changes, [
+      { path: 'upstreamId', op: 'replace', from: 'v1', to: 'v2' },
+      { path: 'methods', op: 'add', to: ['GET'] },
+    ]);
+
+    const liveBefore = (await ctl.store.live()).entities.filter((e) => !(e.kind === 'routes' && e.id === 'roll'));
+    const back = await ok('POST', `${T}/routes/roll/rollback`, { version: 1 });
+    assert.equal(back.body.version, 3, 'a new version');
+    assert.deepEqual(back.body.entity.live, { paths: ['/roll'], upstreamId: 'v1' });
+    const liveAfter = (await ctl.store.live()).entities.filter((e) => !(e.kind === 'routes' && e.id === 'roll'));
+    assert.deepEqual(liveAfter, liveBefore, 'no other entity changed');
+    assert.equal((await ctl.store.listVersions('beta', 'routes', 'roll'))[0]!.note, 'rollback to version 1');
+    const audit = await ctl.store.queryAudit({ tenant: 'beta', entityId: 'roll', limit: 2 });
+    assert.deepEqual(audit.map((a) => a.action), ['routes.publish', 'routes.rollback']);
+
+    // Refused while the route has unpublished changes.
+    await ok('PATCH', `${T}/routes/roll`, { methods: ['POST'] });
+    const pending = await ctl.call('POST', `${T}/routes/roll/rollback`, { token: betaEditor, body: { version: 2 } });
+    assert.equal(pending.status, 409);
+    await ok('POST', `${T}/routes/roll/publish`, {});
+
+    // Refused when what the version names is gone: move both routes off v1, delete v1, roll back to version 1.
+    await ok('PATCH', `${T}/routes/roll`, { upstreamId: 'v2' });
+    await ok('POST', `${T}/routes/roll/publish`, {});
+    await ok('PATCH', `${T}/routes/other`, { upstreamId: 'v2' });
+    await ok('POST', `${T}/routes/other/publish`, {});
+    await ok('DELETE', `${T}/upstreams/v1`);
+    await ok('POST', `${T}/upstreams/v1/publish`, {});
+    const gone = await ctl.call('POST', `${T}/routes/roll/rollback`, { token: betaEditor, body: { version: 1 } });
+    assert.equal(gone.status, 409, gone.text);
+    assert.deepEqual(gone.body.error.details, [{ kind: 'routes', id: 'roll', path: 'upstreamId', message: 'names upstream "v1", which does not exist' }]);
+    assert.equal((await ctl.call('POST', `${T}/routes/roll/rollback`, { token: acmeViewer, body: { version: 1 } })).status, 404, 'other tenants cannot');
+  });
+});

@@ -111,6 +111,31 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
+/** Problems about the compiled config name ids with their tenant prefix: tell a tenant its own ids as it wrote them. */
+function localIds(message: string, tenant: string): string {
+  return message.split(`"${tenant}.`).join('"');
+}
+
+/** The differences between two JSON values, by field path ("plugins.cors.allowOrigins[1]"). */
+export function diff(a: unknown, b: unknown, path = ''): Array<{ path: string; op: 'add' | 'remove' | 'replace'; from?: unknown; to?: unknown }> {
+  if (JSON.stringify(a) === JSON.stringify(b)) return [];
+  const here = path || '(entity)';
+  if (isObject(a) && isObject(b)) {
+    const out: ReturnType<typeof diff> = [];
+    for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
+      const p = path ? `${path}.${k}` : k;
+      if (!(k in b)) out.push({ path: p, op: 'remove', from: a[k] });
+      else if (!(k in a)) out.push({ path: p, op: 'add', to: b[k] });
+      else out.push(...diff(a[k], b[k], p));
+    }
+    return out;
+  }
+  if (Array.isArray(a) && Array.isArray(b) && a.length === b.length) return a.flatMap((x, i) => diff(x, b[i], `${path}[${i}]`));
+  if (a === null || a === undefined) return [{ path: here, op: 'add', to: b }];
+  if (b === null || b === undefined) return [{ path: here, op: 'remove', from: a }];
+  return [{ path: here, op: 'replace', from: a, to: b }];
+}
+
 /** RFC 7396 JSON merge patch. */
 function mergePatch(target: unknown, patch: unknown): unknown {
   if (!isObject(patch)) return patch;
@@ -807,7 +832,7 @@ export class ControlPlane {
         if (!r.ok) {
           // Problems are told in this tenant's terms: another tenant's consumers are not named.
           const own = new Set(next.filter((x) => x.tenant === tenant && x.kind === 'consumers').map((x) => x.id));
-          const tell = (m: string) => m.replace(/consumer "([^"]*)"/g, (all, name: string) => (own.has(name) ? all : 'a consumer of another tenant'));
+          const tell = (m: string) => localIds(m, tenant).replace(/consumer "([^"]*)"/g, (all, name: string) => (own.has(name) ? all : 'a consumer of another tenant'));
           throw new ApiError(
             'GH_ERR_ADMIN_CONFLICT',
             'publishing this would make the live config invalid',
@@ -835,6 +860,57 @@ export class ControlPlane {
       handler: async (ctx) => ({
         items: (await this.store.listVersions(ctx.params.tenant!, kind, ctx.params.id!)).map((v) => ({ ...v, content: redactEntity(kind, v.id, v.content, this.plugins) })),
       }),
+    });
+    add({
+      method: 'GET',
+      url: `${base}/:id/versions/:n/diff/:m`,
+      access: { kind: 'tenant', perm: 'read' },
+      summary: `What changed in a ${kind} from version n to version m: a list of {path, op: add|remove|replace, from, to} (secrets redacted).`,
+      handler: async (ctx) => {
+        const [n, m] = [Number(ctx.params.n), Number(ctx.params.m)];
+        const a = Number.isInteger(n) ? await this.store.getVersion(ctx.params.tenant!, kind, ctx.params.id!, n) : null;
+        const b = Number.isInteger(m) ? await this.store.getVersion(ctx.params.tenant!, kind, ctx.params.id!, m) : null;
+        if (!a || !b) throw new ApiError('GH_ERR_ADMIN_NOT_FOUND', `no version ${!a ? ctx.params.n : ctx.params.m}`);
+        return { from: n, to: m, changes: diff(redactEntity(kind, a.id, a.content, this.plugins), redactEntity(kind, b.id, b.content, this.plugins)) };
+      },
+    });
+    add({
+      method: 'POST',
+      url: `${base}/:id/rollback`,
+      access: { kind: 'tenant', perm: 'publish' },
+      summary: `Publish version n's content again as a new version of this ${kind} alone; refused while the ${kind} has unpublished changes, and when what it references is gone.`,
+      body: Type.Object({ version: Type.Integer({ minimum: 1 }), note: Type.Optional(Type.String({ maxLength: 1024 })) }, { additionalProperties: false }),
+      handler: async (ctx) => {
+        const tenant = ctx.params.tenant!;
+        const b = ctx.body as { version: number; note?: string };
+        const v = await this.store.getVersion(tenant, kind, ctx.params.id!, b.version);
+        if (!v) throw new ApiError('GH_ERR_ADMIN_NOT_FOUND', `no version ${b.version}`);
+        if (v.content === null) throw new ApiError('GH_ERR_ADMIN_CONFLICT', `version ${b.version} is a deletion: delete the ${kind} and publish that instead`);
+        const current = await this.store.getEntity(tenant, kind, v.id);
+        if (current?.pending) throw new ApiError('GH_ERR_ADMIN_CONFLICT', `${kind} "${v.id}" has unpublished changes: publish or replace them before rolling back`);
+        // The old content must still fit the live config: what it names must exist now.
+        const live = await this.store.live();
+        const next: StoredEntity[] = live.entities.filter((x) => !(x.tenant === tenant && x.kind === kind && x.id === v.id));
+        next.push({ tenant, kind, id: v.id, content: v.content });
+        const r = validateCompiled(compileLive(next, this.plugins), this.plugins);
+        if (!r.ok) {
+          throw new ApiError(
+            'GH_ERR_ADMIN_CONFLICT',
+            `version ${b.version} no longer fits the live config`,
+            r.problems.filter((p) => p.tenant === tenant).map((p) => ({ kind: p.kind, id: p.id, path: p.path, message: localIds(p.message, tenant) })),
+          );
+        }
+        const action = `${kind}.rollback`;
+        const audit = this.audit(ctx, { tenant, kind, entityId: v.id, action, before: redactEntity(kind, v.id, current?.live ?? null, this.plugins), after: redactEntity(kind, v.id, v.content, this.plugins) });
+        await this.store.writeDraft(tenant, kind, v.id, { draft: v.content, expectedRevision: current?.revision, create: current === null, actor: ctx.principal!.user.username, audit });
+        const out = await this.store.publish(tenant, kind, v.id, {
+          actor: ctx.principal!.user.username,
+          note: b.note ?? `rollback to version ${b.version}`,
+          audit: { ...audit, action: `${kind}.publish`, before: audit.before, after: audit.after },
+        });
+        this.opts.onPublish?.(await this.store.liveRevision(), { tenant, kind, id: v.id });
+        return { version: out.version.version, rolledBackTo: b.version, entity: out.entity ? this.view(out.entity) : null };
+      },
     });
     add({
       method: 'GET',
