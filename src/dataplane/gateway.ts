@@ -196,6 +196,7 @@ export class Gateway {
     this.ownLimits = opts.limits === undefined ? new LocalLimits().startSweeping() : null;
     const limits = opts.limits ?? this.ownLimits!;
     this.services = { limits, redis: (o) => this.redis.get(o), metrics: this.metrics };
+    this.metrics.pluginCounters = () => this.pluginState.counters();
   }
 
   get revision(): number {

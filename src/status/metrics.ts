@@ -51,6 +51,8 @@ export interface MetricsDump {
   configReloads: number;
   configErrors: number;
   pluginErrors?: Array<[string, number]>;
+  /** Plugins' own counters: [plugin, event, label pairs (sorted, as JSON), value]. */
+  pluginCounters?: Array<[string, string, string, number]>;
   /** The prometheus plugin's series (absent in dumps from before it existed). */
   traffic?: TrafficDump[];
   /** Upstream latency per node, recorded by the prometheus plugin. */
@@ -128,6 +130,8 @@ export class Metrics {
   configErrors = 0;
   /** Plugin failures by "plugin\0phase". */
   readonly pluginErrors = new Map<string, number>();
+  /** Reads the plugins' counters when a dump is made (set by the gateway: its plugin state). */
+  pluginCounters: (() => Array<{ plugin: string; counter: { event: string; value: number; labels?: Record<string, string> } }>) | null = null;
   /** The prometheus plugin's series by "route\0service\0consumer". */
   private readonly traffic = new Map<string, TrafficStats>();
   /** Upstream latency per node by "upstream\0node". */
@@ -179,6 +183,12 @@ export class Metrics {
       configReloads: this.configReloads,
       configErrors: this.configErrors,
       pluginErrors: [...this.pluginErrors],
+      pluginCounters: (this.pluginCounters?.() ?? []).map(({ plugin, counter }) => [
+        plugin,
+        counter.event,
+        JSON.stringify(Object.entries(counter.labels ?? {}).sort(([a], [b]) => a.localeCompare(b))),
+        counter.value,
+      ]),
       traffic: [...this.traffic.values()].map((t) => ({
         route: t.route,
         service: t.service,
@@ -207,6 +217,7 @@ export function mergeDumps(dumps: MetricsDump[]): MetricsDump {
   const routes = new Map<string, { byStatus: Map<number, number>; latency: Histogram; upstreamLatency: Histogram }>();
   const out: MetricsDump = { routes: [], connections: 0, configReloads: 0, configErrors: 0, pluginErrors: [], traffic: [], upstreamNodes: [] };
   const pluginErrors = new Map<string, number>();
+  const pluginCounters = new Map<string, [string, string, string, number]>();
   const traffic = new Map<string, { dump: TrafficDump; byStatus: Map<number, [number, number, number, number]> }>();
   const nodes = new Map<string, UpstreamNodeDump>();
   for (const d of dumps) {
@@ -239,6 +250,12 @@ export function mergeDumps(dumps: MetricsDump[]): MetricsDump {
       mergeHist(m.latency, n.latency);
     }
     for (const [k, c] of d.pluginErrors ?? []) pluginErrors.set(k, (pluginErrors.get(k) ?? 0) + c);
+    for (const [plugin, event, labels, value] of d.pluginCounters ?? []) {
+      const k = `${plugin}\0${event}\0${labels}`;
+      const cur = pluginCounters.get(k);
+      if (cur) cur[3] += value;
+      else pluginCounters.set(k, [plugin, event, labels, value]);
+    }
     out.connections += d.connections;
     out.configReloads = Math.max(out.configReloads, d.configReloads);
     out.configErrors = Math.max(out.configErrors, d.configErrors);
@@ -255,6 +272,7 @@ export function mergeDumps(dumps: MetricsDump[]): MetricsDump {
   }
   for (const [route, m] of routes) out.routes.push({ route, byStatus: [...m.byStatus], latency: m.latency, upstreamLatency: m.upstreamLatency });
   out.pluginErrors = [...pluginErrors];
+  out.pluginCounters = [...pluginCounters.values()];
   for (const m of traffic.values()) {
     m.dump.byStatus = [...m.byStatus.values()].sort((a, b) => a[0] - b[0]);
     out.traffic!.push(m.dump);
@@ -367,6 +385,15 @@ export function renderPrometheus(dumps: MetricsDump[], extra: { health?: HealthS
   for (const [k, c] of merged.pluginErrors ?? []) {
     const [plugin, phase] = k.split('\0') as [string, string];
     out.push(`gatehouse_plugin_errors_total{plugin="${esc(plugin)}",phase="${esc(phase)}"} ${c}`);
+  }
+  out.push('# HELP gatehouse_plugin_events_total Events plugins count (cache hits, log records dropped...), by plugin and event.');
+  out.push('# TYPE gatehouse_plugin_events_total counter');
+  for (const [plugin, event, labels, value] of merged.pluginCounters ?? []) {
+    const extra = (JSON.parse(labels) as Array<[string, string]>)
+      .filter(([k]) => /^[a-z_][a-z0-9_]*$/.test(k) && k !== 'plugin' && k !== 'event')
+      .map(([k, v]) => `,${k}="${esc(v)}"`)
+      .join('');
+    out.push(`gatehouse_plugin_events_total{plugin="${esc(plugin)}",event="${esc(event)}"${extra}} ${value}`);
   }
   out.push('# HELP gatehouse_connections_total Client connections accepted.');
   out.push('# TYPE gatehouse_connections_total counter');

@@ -4,7 +4,7 @@
  * on every config load, so what must survive a reload is kept here, by plugin and key, and handed back to the
  * next instance that asks for the same key. What no load asks for in two loads in a row is dropped.
  */
-import type { PluginControlEnv } from './types.js';
+import type { PluginControlEnv, PluginCounter } from './types.js';
 
 interface Entry {
   value: unknown;
@@ -44,6 +44,22 @@ export class PluginStateStore {
       e.generation = this.generation;
     }
     return e.value as T;
+  }
+
+  /** The counters of every state value that reports some, with its plugin's name (read when metrics are dumped). */
+  counters(): Array<{ plugin: string; counter: PluginCounter }> {
+    const out: Array<{ plugin: string; counter: PluginCounter }> = [];
+    for (const [k, e] of this.entries) {
+      const m = (e.value as { metrics?: unknown } | null)?.metrics;
+      if (typeof m !== 'function') continue;
+      const plugin = k.slice(0, k.indexOf('\0'));
+      try {
+        for (const counter of (m as () => PluginCounter[]).call(e.value)) out.push({ plugin, counter });
+      } catch {
+        /* a plugin's metrics must not break /metrics */
+      }
+    }
+    return out;
   }
 
   /** The view a plugin's control actions get of its own state. */

@@ -160,10 +160,21 @@ export interface PluginEnv {
   /**
    * State that outlives config reloads (a cache, a breaker's counts, a log queue): the value stored under `key`
    * for this plugin, made by `create` the first time. A value no config load asks for in two loads in a row is
-   * dropped (its `close()` is called when it has one).
+   * dropped (its `close()` is called when it has one). A value with a `metrics()` method (see PluginCounter) has
+   * its counters exported on /metrics as gatehouse_plugin_events_total, read only when metrics are collected.
    */
   state<T>(key: string, create: () => T): T;
   services: PluginServices;
+}
+
+/**
+ * One counter a plugin's state reports (cache hits, log records dropped...): only ever increasing, summed
+ * across workers. `labels` tell series of one plugin apart (a scope, a collector's origin); keep them few.
+ */
+export interface PluginCounter {
+  event: string;
+  value: number;
+  labels?: Record<string, string>;
 }
 
 /** What a plugin's control action gets (see PluginDefinition.control). */

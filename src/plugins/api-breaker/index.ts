@@ -254,6 +254,17 @@ class TargetBreakers {
 class BreakerStore {
   readonly targets = new Map<string, TargetBreakers>();
 
+  /** Counters for /metrics (gatehouse_plugin_events_total): circuits opened, per route. */
+  metrics(): Array<{ event: string; value: number; labels: Record<string, string> }> {
+    const byRoute = new Map<string, number>();
+    for (const t of this.targets.values()) {
+      let n = 0;
+      for (const b of t.byKey.values()) n += b.openings;
+      byRoute.set(t.route, (byRoute.get(t.route) ?? 0) + n);
+    }
+    return [...byRoute].map(([route, value]) => ({ event: 'circuits_opened', value, labels: { route } }));
+  }
+
   get(route: string, upstream: string): TargetBreakers {
     const k = `${route}\0${upstream}`;
     let t = this.targets.get(k);

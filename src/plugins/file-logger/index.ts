@@ -95,6 +95,12 @@ function writeAllSync(fd: number, buf: Buffer): void {
 
 /** One log file: its descriptor, its queue, and a chain that runs opens, writes and reopens one after another. */
 export class FileSink {
+  /** Counters for /metrics (gatehouse_plugin_events_total). */
+  metrics(): Array<{ event: string; value: number; labels: Record<string, string> }> {
+    const labels = { file: this.file };
+    return [{ event: 'records_sent', value: this.queue.stats.sent, labels }, { event: 'records_dropped', value: this.queue.stats.dropped, labels }, { event: 'records_failed', value: this.queue.stats.failed, labels }];
+  }
+
   readonly queue: BatchQueue;
   private fd: number | null = null;
   /** Operations on the file run in order: a reopen asked for lands between two batches, never inside one. */

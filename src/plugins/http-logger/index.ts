@@ -84,6 +84,12 @@ function noop(): void {}
  * state store calls when no config asks for it any more sends what is left, within CLOSE_GRACE).
  */
 export class HttpSink {
+  /** Counters for /metrics (gatehouse_plugin_events_total). */
+  metrics(): Array<{ event: string; value: number; labels: Record<string, string> }> {
+    const labels = { scope: this.scope, collector: this.origin };
+    return [{ event: 'records_sent', value: this.queue.stats.sent, labels }, { event: 'records_dropped', value: this.queue.stats.dropped, labels }, { event: 'records_failed', value: this.queue.stats.failed, labels }, { event: 'batches_retried', value: this.queue.stats.retried, labels }];
+  }
+
   readonly queue: BatchQueue;
   readonly origin: string;
   private readonly path: string;

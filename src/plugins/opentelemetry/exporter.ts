@@ -97,6 +97,12 @@ export function encodeRequest(resources: string[], spans: string[]): string {
 }
 
 export class OtlpExporter {
+  /** Counters for /metrics (gatehouse_plugin_events_total). */
+  metrics(): Array<{ event: string; value: number; labels: Record<string, string> }> {
+    const labels = { collector: this.origin };
+    return [{ event: 'spans_exported', value: this.stats.exported, labels }, { event: 'spans_dropped', value: this.stats.dropped, labels }, { event: 'spans_failed', value: this.stats.failed, labels }];
+  }
+
   readonly stats: ExporterStats = { exported: 0, dropped: 0, failed: 0, rejected: 0, retries: 0 };
   /** scheme://host:port of the collector: all that is ever logged or reported of it (its path may hold a token). */
   readonly origin: string;

@@ -314,6 +314,7 @@ export default definePlugin<Config>({
     // by an earlier load is emptied when they change. Its size and the lock wait apply to it as they are.
     const fingerprint = JSON.stringify([config.ttl, config.maxObjectSize, config.methods, config.statuses, keyHeaders, keyQuery, perConsumer, config.setCookie]);
     const cache = env.state(env.scope, () => new MemoryCache(config.memorySize, fingerprint, keyQuery));
+    cache.scope = env.scope;
     if (cache.fingerprint !== fingerprint) {
       cache.clear();
       cache.fingerprint = fingerprint;
@@ -370,6 +371,8 @@ export default definePlugin<Config>({
         // The client left while this request waited: no fill for it.
         if (deadline > 0 && ctx.res.destroyed) return;
         const lock = fills && lockTimeout > 0 && deadline >= 0 ? cache.takeLock(lockKey, now) : null;
+        if (status === 'EXPIRED') cache.events.expired++;
+        else cache.events.miss++;
         ctx.vars[VAR] = new Fill(cache, status, key, partsOf(ctx), !head, lock, lock === null ? '' : lockKey, cache.generation);
         return;
       }
@@ -523,6 +526,7 @@ export default definePlugin<Config>({
         const key = keyOf(ctx);
         if (asked !== 0) {
           // no-cache: fetched anew and the answer replaces the stored one; no-store: nothing is kept.
+          cache.events.bypass++;
           ctx.vars[VAR] = new Fill(cache, 'BYPASS', key, partsOf(ctx), !head && asked !== NO_STORE_REQUEST, null, '', cache.generation);
           return;
         }
@@ -535,6 +539,7 @@ export default definePlugin<Config>({
         const v = ctx.vars[VAR];
         if (v === undefined) return;
         if (v instanceof CacheEntry) {
+          cache.events.hit++;
           head.headers.push('Age', String(Math.max(0, Math.floor((cacheClock.now() - v.storedAt) / 1000)) + v.initialAge), STATUS_HEADER, 'HIT');
           return;
         }

@@ -131,6 +131,15 @@ export class MemoryCache {
   generation = 0;
   /** Fill locks by lookup key. */
   readonly locks = new Map<string, FillLock>();
+  /** What requests found (X-Cache-Status), counted for /metrics; the scope names this cache's series. */
+  readonly events = { hit: 0, miss: 0, expired: 0, bypass: 0 };
+  scope = '';
+
+  /** Counters for /metrics (gatehouse_plugin_events_total). */
+  metrics(): Array<{ event: string; value: number; labels: Record<string, string> }> {
+    const labels = { scope: this.scope };
+    return Object.entries(this.events).map(([event, value]) => ({ event, value, labels }));
+  }
 
   constructor(
     /** Bytes the entries may take in all. */

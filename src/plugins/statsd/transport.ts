@@ -56,6 +56,12 @@ function codeOf(e: unknown): string {
 
 /** One connected UDP socket to `host:port`, re-resolved every REFRESH_MS when `host` is a name. */
 export class UdpTarget {
+  /** Counters for /metrics (gatehouse_plugin_events_total). */
+  metrics(): Array<{ event: string; value: number; labels: Record<string, string> }> {
+    const labels = { target: this.target };
+    return [{ event: 'datagrams_sent', value: this.stats.datagrams, labels }, { event: 'send_errors', value: this.stats.sendErrors, labels }, { event: 'datagrams_dropped', value: this.stats.dropped, labels }];
+  }
+
   readonly stats: TargetStats = { datagrams: 0, bytes: 0, sendErrors: 0, resolveErrors: 0, dropped: 0, tooLarge: 0, lastError: null };
   /** The address the socket is connected (or connecting) to, null before the first lookup answers. */
   address: string | null = null;
