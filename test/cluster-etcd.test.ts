@@ -64,7 +64,7 @@ test('cluster mode: control plane and two gateways through etcd', { timeout: 120
   });
   const gateway = (id: string, dataDir?: string) =>
     Gatehouse.start(t, '', { workers: 1, args: () => ['gateway'], env: { ...etcdEnv, GATEHOUSE_INSTANCE_ID: id, ...(dataDir ? { GATEHOUSE_DATA_DIR: dataDir } : {}) } });
-  const g1 = await gateway('gw-1');
+  const g1 = await Gatehouse.start(t, '', { workers: 1, args: () => ['gateway'], env: { ...etcdEnv, GATEHOUSE_INSTANCE_ID: 'gw-1', GATEHOUSE_INSTANCE_LABELS: '{"zone":"a"}' } });
   let g2 = await gateway('gw-2');
   const g2Data = `${g2.dir}/data`;
 
@@ -136,6 +136,7 @@ test('cluster mode: control plane and two gateways through etcd', { timeout: 120
   // The instances report the revision they run.
   const inst = await call('GET', '/instances');
   assert.ok(inst.body.items.every((i: { revision: number; configSourceOk: boolean }) => i.revision > 0 && i.configSourceOk));
+  assert.deepEqual(inst.body.items.map((i: { labels: Record<string, string> }) => i.labels), [{ zone: 'a' }, {}], 'labels from the settings');
 
   // Deleting (and publishing the deletion) removes the route from both.
   assert.equal((await call('POST', '/tenants/shop/routes', { id: 'b', paths: ['/b'], upstreamId: 'u' })).status, 201);

@@ -101,6 +101,10 @@ export const Settings = Type.Object(
     }),
     dataDir: Type.String({ default: './data', description: 'Directory for local state.' }),
     instanceId: Type.Optional(Type.String({ minLength: 1, maxLength: 253, description: 'Name of this gateway instance; defaults to <hostname>-<proxy port>.' })),
+    instanceLabels: Type.Record(Type.String({ pattern: '^[A-Za-z0-9._-]{1,63}$' }), Type.String({ maxLength: 256 }), {
+      default: {},
+      description: 'Labels this gateway instance reports in the instance list (zone, rack, canary...); GATEHOUSE_INSTANCE_LABELS takes JSON.',
+    }),
     configProvider: ConfigProviderSettings,
     accessLog: AccessLogSettings,
     log: Type.Object(
