@@ -107,6 +107,8 @@ after(async () => {
 test('serves traffic with 2 workers; /healthz, /readyz and /metrics summed across workers', { timeout: 60_000 }, async (t) => {
   const gw = await Gatehouse.start(t, routesYaml({ hello: ['/hello', '/hello/*'] }), { workers: 2 });
 
+  // /readyz can answer before the primary's log lines have come through the pipe: wait for them.
+  await waitUntil('two listening log lines', 5000, () => (gw.logs.filter((l) => l.msg === 'gateway worker listening').length >= 2 ? true : undefined)).catch(() => {});
   const listening = gw.logs.filter((l) => l.msg === 'gateway worker listening');
   assert.equal(listening.length, 2, `two workers listening${gw.tail()}`);
   for (const l of listening) assert.equal(l.http, gw.proxyPort);

@@ -61,7 +61,9 @@ test('limit-count, limit-conn and limit-req hold for the whole gateway across tw
   holding = [];
   const done = await Promise.all(inflight);
   assert.equal(done.filter((r) => r.status === 200).length, 3);
-  // The slots were given back: three more can be in flight again.
+  // The slots were given back: three more can be in flight again. A slot is released when the worker closes the
+  // response, by a message to the primary, so the client can see the end of its response a moment before.
+  await sleep(200);
   const again = Array.from({ length: 3 }, () => get(gw.proxyPort, '/conn', 15_000));
   for (let i = 0; i < 200 && holding.length < 3; i++) await sleep(25);
   assert.equal(holding.length, 3, 'slots released when the responses ended');
