@@ -186,12 +186,7 @@ async function startAllInOne(settings: Settings, log: Logger): Promise<number | 
   let plugins;
   try {
     plugins = await loadPlugins(settings);
-    mkdirSync(settings.dataDir, { recursive: true, mode: 0o700 });
-    store = new SqliteStore(join(settings.dataDir, 'gatehouse.db'));
-    await store.init();
-    const boot = await bootstrapAdmin(store, settings.dataDir, log);
-    // Shown once, on the terminal, not in the JSON log stream.
-    if (boot.password) process.stderr.write(`\nFirst start: log in to the admin API as "admin" with password ${boot.password}\n(also in ${boot.passwordFile}, readable only by this user)\n\n`);
+    store = await openControlStore(settings, log);
   } catch (e) {
     log.fatal({ err: (e as Error).message }, 'cannot open the store');
     return 1;
@@ -219,24 +214,48 @@ async function startAllInOne(settings: Settings, log: Logger): Promise<number | 
       },
     ],
   });
-  try {
-    await cp.app.listen({ host: settings.admin.host, port: settings.admin.port });
-  } catch (e) {
-    log.fatal({ err: (e as Error).message, host: settings.admin.host, port: settings.admin.port }, 'the admin API cannot listen');
+  const adminPort = await listenAdmin(cp, settings, log);
+  if (adminPort === null) {
     await store.close();
     return 1;
   }
-  const addr = cp.app.server.address() as { port: number };
-  log.info({ address: `http://${settings.admin.host}:${addr.port}/api/v1`, store: store.driver }, 'admin API listening');
+  log.info({ address: `http://${settings.admin.host}:${adminPort}/api/v1`, store: store.driver }, 'admin API listening');
   await runPrimary({ settings, log, plugins, source: () => source });
   if (process.exitCode) return;
   // Where everything is, for the person at the terminal (the JSON log has it too).
   const p = settings.proxy;
   process.stderr.write(
     `Gatehouse: proxy http://${p.host}:${p.http}${p.https >= 0 ? ` and https://${p.host}:${p.https}` : ''}, ` +
-      `admin API http://${settings.admin.host}:${addr.port}/api/v1 (POST /login as a user, or Authorization: Bearer <token>), ` +
+      `admin API http://${settings.admin.host}:${adminPort}/api/v1 (POST /login as a user, or Authorization: Bearer <token>), ` +
       `status http://${settings.status.host}:${settings.status.port}/readyz\n`,
   );
+}
+
+/** The control plane's store under dataDir, created on first use with its first admin (password shown once). */
+async function openControlStore(settings: Settings, log: Logger): Promise<SqliteStore> {
+  mkdirSync(settings.dataDir, { recursive: true, mode: 0o700 });
+  const store = new SqliteStore(join(settings.dataDir, 'gatehouse.db'));
+  await store.init();
+  const boot = await bootstrapAdmin(store, settings.dataDir, log);
+  // Shown once, on the terminal, not in the JSON log stream.
+  if (boot.password) process.stderr.write(`\nFirst start: log in to the admin API as "admin" with password ${boot.password}\n(also in ${boot.passwordFile}, readable only by this user)\n\n`);
+  return store;
+}
+
+/** Listen with the admin API on admin.host:port; the bound port, or null (logged) when it cannot. */
+async function listenAdmin(cp: ControlPlane, settings: Settings, log: Logger): Promise<number | null> {
+  try {
+    await cp.app.listen({ host: settings.admin.host, port: settings.admin.port });
+  } catch (e) {
+    log.fatal({ err: (e as Error).message, host: settings.admin.host, port: settings.admin.port }, 'the admin API cannot listen');
+    return null;
+  }
+  return (cp.app.server.address() as { port: number }).port;
+}
+
+/** The etcd key prefix without a trailing slash. */
+function etcdPrefix(settings: Settings): string {
+  return settings.configProvider.prefix.replace(/\/+$/, '');
 }
 
 /** An etcd client from the configProvider settings (TLS files read here). */
@@ -265,7 +284,7 @@ async function startEtcdGateway(settings: Settings, log: Logger): Promise<number
     process.stderr.write(`${(e as Error).message}\n`);
     return 1;
   }
-  const prefix = settings.configProvider.prefix.replace(/\/+$/, '');
+  const prefix = etcdPrefix(settings);
   let source: EtcdConfigSource | null = null;
   let revision = 0;
   await runPrimary({
@@ -312,16 +331,12 @@ async function startControlPlane(settings: Settings, log: Logger): Promise<numbe
   try {
     client = etcdClient(settings);
     plugins = await loadPlugins(settings);
-    mkdirSync(settings.dataDir, { recursive: true, mode: 0o700 });
-    store = new SqliteStore(join(settings.dataDir, 'gatehouse.db'));
-    await store.init();
-    const boot = await bootstrapAdmin(store, settings.dataDir, log);
-    if (boot.password) process.stderr.write(`\nFirst start: log in to the admin API as "admin" with password ${boot.password}\n(also in ${boot.passwordFile}, readable only by this user)\n\n`);
+    store = await openControlStore(settings, log);
   } catch (e) {
     log.fatal({ err: (e as Error).message }, 'cannot start the control plane');
     return 1;
   }
-  const prefix = settings.configProvider.prefix.replace(/\/+$/, '');
+  const prefix = etcdPrefix(settings);
   const publisher = new EtcdPublisher(client, prefix, store, log.child({ component: 'etcd' }));
   const cp = new ControlPlane({
     store,
@@ -330,15 +345,12 @@ async function startControlPlane(settings: Settings, log: Logger): Promise<numbe
     onPublish: (_rev, change) => void publisher.published(change.tenant, change.kind, change.id),
     instances: () => listInstances(client, prefix),
   });
-  try {
-    await cp.app.listen({ host: settings.admin.host, port: settings.admin.port });
-  } catch (e) {
-    log.fatal({ err: (e as Error).message, host: settings.admin.host, port: settings.admin.port }, 'the admin API cannot listen');
+  const adminPort = await listenAdmin(cp, settings, log);
+  if (adminPort === null) {
     await store.close();
     return 1;
   }
-  const addr = cp.app.server.address() as { port: number };
-  log.info({ address: `http://${settings.admin.host}:${addr.port}/api/v1`, etcd: settings.configProvider.endpoints, prefix }, 'control plane listening');
+  log.info({ address: `http://${settings.admin.host}:${adminPort}/api/v1`, etcd: settings.configProvider.endpoints, prefix }, 'control plane listening');
   await publisher.start();
   const stop = async (signal: string) => {
     log.info({ signal }, 'stopping the control plane');

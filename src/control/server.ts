@@ -570,15 +570,38 @@ export class ControlPlane {
   private async tenantDrafts(tenant: string): Promise<StoredEntity[]> {
     const out: StoredEntity[] = [];
     for (const kind of ENTITY_KINDS) {
-      let offset = 0;
-      for (;;) {
-        const page = await this.store.listEntities(tenant, kind, { limit: 500, offset });
-        for (const e of page.items) if (e.draft !== null) out.push({ tenant, kind, id: e.id, content: e.draft });
-        offset += page.items.length;
-        if (page.items.length === 0 || offset >= page.total) break;
-      }
+      for (const e of await this.allEntities(tenant, kind)) if (e.draft !== null) out.push({ tenant, kind, id: e.id, content: e.draft });
     }
     return out;
+  }
+
+  /** Every entity of a kind in a tenant, read page by page. */
+  private async allEntities(tenant: string, kind: EntityKind): Promise<EntityRecord[]> {
+    const out: EntityRecord[] = [];
+    for (;;) {
+      const page = await this.store.listEntities(tenant, kind, { limit: 500, offset: out.length });
+      out.push(...page.items);
+      if (page.items.length === 0 || out.length >= page.total) return out;
+    }
+  }
+
+  /**
+   * The config every gateway would run with this entity's live state replaced by `content` (null: removed)
+   * must be valid as a whole; else 409 with the problems told in this tenant's terms (its own ids as written,
+   * another tenant's consumers not named).
+   */
+  private async checkLiveWith(tenant: string, kind: EntityKind, id: string, content: Record<string, unknown> | null, refusal: string): Promise<void> {
+    const live = await this.store.live();
+    const next: StoredEntity[] = live.entities.filter((x) => !(x.tenant === tenant && x.kind === kind && x.id === id));
+    if (content !== null) next.push({ tenant, kind, id, content });
+    const r = validateCompiled(compileLive(next, this.plugins), this.plugins);
+    if (r.ok) return;
+    const own = new Set(next.filter((x) => x.tenant === tenant && x.kind === 'consumers').map((x) => x.id));
+    const tell = (m: string) => localIds(m, tenant).replace(/consumer "([^"]*)"/g, (all, name: string) => (own.has(name) ? all : 'a consumer of another tenant'));
+    throw new ApiError('GH_ERR_ADMIN_CONFLICT', refusal, [
+      ...r.problems.filter((p) => p.tenant === tenant).map((p) => ({ kind: p.kind, id: p.id, path: p.path, message: tell(p.message) })),
+      ...(r.problems.some((p) => p.tenant !== tenant) ? [{ message: 'conflicts with another tenant\'s live config' }] : []),
+    ]);
   }
 
   /**
@@ -591,7 +614,7 @@ export class ControlPlane {
     const compiled = compileTenant(entities);
     const r = validateCompiled(compiled, this.plugins);
     if (r.ok) {
-      if (kind === 'routes' && content !== null) await this.checkCrossTenant(tenant, id, content);
+      if (kind === 'routes' && content !== null) await this.checkCrossTenant(tenant, content);
       return;
     }
     if (content !== null) {
@@ -611,35 +634,28 @@ export class ControlPlane {
   }
 
   /** A route must not claim a host and path another tenant's route serves (draft or live). */
-  private async checkCrossTenant(tenant: string, id: string, route: Record<string, unknown>): Promise<void> {
+  private async checkCrossTenant(tenant: string, route: Record<string, unknown>): Promise<void> {
     const hosts = (route.hosts as string[] | undefined) ?? [];
     const paths = new Set((route.paths as string[] | undefined) ?? []);
     const methods = (route.methods as string[] | undefined) ?? [];
     for (const t of await this.store.listTenants()) {
       if (t.id === tenant) continue;
-      let offset = 0;
-      for (;;) {
-        const page = await this.store.listEntities(t.id, 'routes', { limit: 500, offset });
-        for (const e of page.items) {
-          for (const other of [e.draft, e.live]) {
-            if (!other) continue;
-            const oh = (other.hosts as string[] | undefined) ?? [];
-            const om = (other.methods as string[] | undefined) ?? [];
-            const hostsOverlap = hosts.length === 0 || oh.length === 0 || hosts.some((h) => oh.includes(h));
-            const methodsOverlap = methods.length === 0 || om.length === 0 || methods.some((m) => om.includes(m));
-            const path = ((other.paths as string[] | undefined) ?? []).find((x) => paths.has(x));
-            if (hostsOverlap && methodsOverlap && path !== undefined) {
-              throw new ApiError('GH_ERR_ADMIN_CONFLICT', `path "${path}" is already routed by tenant "${t.id}" (route "${e.id}") on the same hosts`, [
-                { tenant: t.id, route: e.id, path },
-              ]);
-            }
+      for (const e of await this.allEntities(t.id, 'routes')) {
+        for (const other of [e.draft, e.live]) {
+          if (!other) continue;
+          const oh = (other.hosts as string[] | undefined) ?? [];
+          const om = (other.methods as string[] | undefined) ?? [];
+          const hostsOverlap = hosts.length === 0 || oh.length === 0 || hosts.some((h) => oh.includes(h));
+          const methodsOverlap = methods.length === 0 || om.length === 0 || methods.some((m) => om.includes(m));
+          const path = ((other.paths as string[] | undefined) ?? []).find((x) => paths.has(x));
+          if (hostsOverlap && methodsOverlap && path !== undefined) {
+            throw new ApiError('GH_ERR_ADMIN_CONFLICT', `path "${path}" is already routed by tenant "${t.id}" (route "${e.id}") on the same hosts`, [
+              { tenant: t.id, route: e.id, path },
+            ]);
           }
         }
-        offset += page.items.length;
-        if (page.items.length === 0 || offset >= page.total) break;
       }
     }
-    void id;
   }
 
   private entityBody(kind: EntityKind, ctx: Ctx, idFromPath?: string): { id: string; content: Record<string, unknown> } {
@@ -825,23 +841,7 @@ export class ControlPlane {
         const e = await get(ctx);
         if (!e.pending) throw new ApiError('GH_ERR_ADMIN_CONFLICT', `${kind} "${e.id}" has no unpublished change`);
         // The config every gateway would run after this publish must be valid as a whole.
-        const live = await this.store.live();
-        const next: StoredEntity[] = live.entities.filter((x) => !(x.tenant === tenant && x.kind === kind && x.id === e.id));
-        if (e.draft !== null) next.push({ tenant, kind, id: e.id, content: e.draft });
-        const r = validateCompiled(compileLive(next, this.plugins), this.plugins);
-        if (!r.ok) {
-          // Problems are told in this tenant's terms: another tenant's consumers are not named.
-          const own = new Set(next.filter((x) => x.tenant === tenant && x.kind === 'consumers').map((x) => x.id));
-          const tell = (m: string) => localIds(m, tenant).replace(/consumer "([^"]*)"/g, (all, name: string) => (own.has(name) ? all : 'a consumer of another tenant'));
-          throw new ApiError(
-            'GH_ERR_ADMIN_CONFLICT',
-            'publishing this would make the live config invalid',
-            [
-              ...r.problems.filter((p) => p.tenant === tenant).map((p) => ({ kind: p.kind, id: p.id, path: p.path, message: tell(p.message) })),
-              ...(r.problems.some((p) => p.tenant !== tenant) ? [{ message: 'conflicts with another tenant\'s live config' }] : []),
-            ],
-          );
-        }
+        await this.checkLiveWith(tenant, kind, e.id, e.draft, 'publishing this would make the live config invalid');
         const note = (ctx.body as { note?: string }).note;
         const out = await this.store.publish(tenant, kind, e.id, {
           actor: ctx.principal!.user.username,
@@ -889,24 +889,14 @@ export class ControlPlane {
         const current = await this.store.getEntity(tenant, kind, v.id);
         if (current?.pending) throw new ApiError('GH_ERR_ADMIN_CONFLICT', `${kind} "${v.id}" has unpublished changes: publish or replace them before rolling back`);
         // The old content must still fit the live config: what it names must exist now.
-        const live = await this.store.live();
-        const next: StoredEntity[] = live.entities.filter((x) => !(x.tenant === tenant && x.kind === kind && x.id === v.id));
-        next.push({ tenant, kind, id: v.id, content: v.content });
-        const r = validateCompiled(compileLive(next, this.plugins), this.plugins);
-        if (!r.ok) {
-          throw new ApiError(
-            'GH_ERR_ADMIN_CONFLICT',
-            `version ${b.version} no longer fits the live config`,
-            r.problems.filter((p) => p.tenant === tenant).map((p) => ({ kind: p.kind, id: p.id, path: p.path, message: localIds(p.message, tenant) })),
-          );
-        }
+        await this.checkLiveWith(tenant, kind, v.id, v.content, `version ${b.version} no longer fits the live config`);
         const action = `${kind}.rollback`;
         const audit = this.audit(ctx, { tenant, kind, entityId: v.id, action, before: redactEntity(kind, v.id, current?.live ?? null, this.plugins), after: redactEntity(kind, v.id, v.content, this.plugins) });
         await this.store.writeDraft(tenant, kind, v.id, { draft: v.content, expectedRevision: current?.revision, create: current === null, actor: ctx.principal!.user.username, audit });
         const out = await this.store.publish(tenant, kind, v.id, {
           actor: ctx.principal!.user.username,
           note: b.note ?? `rollback to version ${b.version}`,
-          audit: { ...audit, action: `${kind}.publish`, before: audit.before, after: audit.after },
+          audit: { ...audit, action: `${kind}.publish` },
         });
         this.opts.onPublish?.(await this.store.liveRevision(), { tenant, kind, id: v.id });
         return { version: out.version.version, rolledBackTo: b.version, entity: out.entity ? this.view(out.entity) : null };
