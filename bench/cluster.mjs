@@ -107,7 +107,7 @@ async function main() {
   let t0 = performance.now();
   for (let t = 0; t < TENANTS; t++) {
     const tenant = `t${t}`;
-    await store.createTenant({ id: tenant, name: tenant, reviewRequired: false }, audit(tenant));
+    await store.createTenant({ id: tenant, name: tenant, reviewRequired: false, skipReviewRoles: ['admin'] }, audit(tenant));
     await store.writeDraft(tenant, 'upstreams', 'u', { draft: { nodes: [{ host: '127.0.0.1', port: upPort }] }, create: true, actor: 'bench', audit: audit(tenant) });
     await store.publish(tenant, 'upstreams', 'u', { actor: 'bench', audit: audit(tenant) });
     for (let r = 0; r < PER; r++) {

@@ -83,7 +83,7 @@ test('all-in-one: first admin, API changes published to the workers, nothing dro
   });
   const call = (method: string, path: string, body?: unknown) => api(adminPort, method, path, { token, body });
 
-  assert.equal((await call('POST', '/tenants', { id: 'shop', name: 'Shop' })).status, 201);
+  assert.equal((await call('POST', '/tenants', { id: 'shop', name: 'Shop', reviewRequired: false })).status, 201);
   assert.equal((await call('POST', '/tenants/shop/upstreams', { id: 'users', nodes: [node(up.port)] })).status, 201);
   assert.equal((await call('POST', '/tenants/shop/consumers', { username: 'alice', credentials: { 'key-auth': { key: 'alice-secret-key' } } })).status, 201);
   assert.equal((await call('POST', '/tenants/shop/routes', { id: 'users', paths: ['/users/*'], upstreamId: 'users', plugins: { 'key-auth': {} } })).status, 201);

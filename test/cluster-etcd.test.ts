@@ -100,7 +100,7 @@ test('cluster mode: control plane and two gateways through etcd', { timeout: 120
   });
 
   // Publish: both gateways serve within a second.
-  assert.equal((await call('POST', '/tenants', { id: 'shop', name: 'Shop' })).status, 201);
+  assert.equal((await call('POST', '/tenants', { id: 'shop', name: 'Shop', reviewRequired: false })).status, 201);
   assert.equal((await call('POST', '/tenants/shop/upstreams', { id: 'u', nodes: [node(up.port)] })).status, 201);
   assert.equal((await call('POST', '/tenants/shop/upstreams/u/publish', {})).status, 200);
   assert.equal(

@@ -177,6 +177,11 @@ export async function main(argv: string[]): Promise<number | void> {
   await runPrimary({ settings, log, source: (plugins) => new FileConfigSource(file, plugins) });
 }
 
+/** This gateway's instance id: the setting, or host name and proxy port (the name gray releases target). */
+function instanceIdOf(settings: Settings): string {
+  return settings.instanceId ?? `${hostname()}-${settings.proxy.http}`;
+}
+
 /**
  * All-in-one: the control plane's store and admin API in the primary process, and gateway workers whose
  * config is the store's live state. A publish reaches the workers at once.
@@ -191,7 +196,7 @@ async function startAllInOne(settings: Settings, log: Logger): Promise<number | 
     log.fatal({ err: (e as Error).message }, 'cannot open the store');
     return 1;
   }
-  const source = new StoreConfigSource(store, plugins, `store ${join(settings.dataDir, 'gatehouse.db')}`);
+  const source = new StoreConfigSource(store, plugins, `store ${join(settings.dataDir, 'gatehouse.db')}`, instanceIdOf(settings), log.child({ component: 'config' }));
   let revision = 0;
   source.on('config', (_c, rev) => (revision = rev));
   const cp = new ControlPlane({
@@ -202,7 +207,7 @@ async function startAllInOne(settings: Settings, log: Logger): Promise<number | 
     // All-in-one: this process is the one gateway instance.
     instances: async () => [
       {
-        id: settings.instanceId ?? `${hostname()}-${settings.proxy.http}`,
+        id: instanceIdOf(settings),
         hostname: hostname(),
         addresses: { http: settings.proxy.http, https: settings.proxy.https >= 0 ? settings.proxy.https : null, status: settings.status.port },
         version: version(),
@@ -211,6 +216,7 @@ async function startAllInOne(settings: Settings, log: Logger): Promise<number | 
         pid: process.pid,
         heartbeat: new Date().toISOString(),
         configSourceOk: true,
+        gray: source.served,
       },
     ],
   });
@@ -291,7 +297,7 @@ async function startEtcdGateway(settings: Settings, log: Logger): Promise<number
     settings,
     log,
     source: (plugins) => {
-      source = new EtcdConfigSource(client, prefix, plugins, join(settings.dataDir, 'etcd-config.json'), log.child({ component: 'etcd' }));
+      source = new EtcdConfigSource(client, prefix, plugins, join(settings.dataDir, 'etcd-config.json'), log.child({ component: 'etcd' }), instanceIdOf(settings));
       return source;
     },
   });
@@ -301,13 +307,13 @@ async function startEtcdGateway(settings: Settings, log: Logger): Promise<number
     client,
     prefix,
     {
-      id: settings.instanceId ?? `${hostname()}-${settings.proxy.http}`,
+      id: instanceIdOf(settings),
       addresses: { http: settings.proxy.http, https: settings.proxy.https >= 0 ? settings.proxy.https : null, status: settings.status.port },
       version: version(),
       labels: settings.instanceLabels,
     },
     log.child({ component: 'instance' }),
-    () => ({ revision, configSourceOk: src.health().ok }),
+    () => ({ revision, configSourceOk: src.health().ok, gray: src.served }),
   );
   src.on('config', (_c, rev) => {
     revision = rev;
@@ -342,7 +348,7 @@ async function startControlPlane(settings: Settings, log: Logger): Promise<numbe
     store,
     plugins,
     logger: log.child({ component: 'admin' }),
-    onPublish: (_rev, change) => void publisher.published(change.tenant, change.kind, change.id),
+    onPublish: (_rev, changes) => void publisher.published(changes),
     instances: () => listInstances(client, prefix),
   });
   const adminPort = await listenAdmin(cp, settings, log);

@@ -134,7 +134,7 @@ describe('etcd config source (real etcd)', { skip: etcdSkip() }, () => {
     await store.writeDraft('shop', 'routes', 'draft-only', { draft: null, actor: 'a', audit });
     await store.writeDraft('shop', 'routes', 'r', { draft: { paths: ['/r'], upstreamId: 'u' }, create: true, actor: 'a', audit });
     await store.publish('shop', 'routes', 'r', { actor: 'a', audit });
-    await pub.published('shop', 'routes', 'r');
+    await pub.published([{ tenant: 'shop', kind: 'routes', id: 'r' }]);
     assert.equal((await client.range(entityKey(p, 'shop', 'routes', 'r'))).kvs.length, 1);
     pub.close();
   });

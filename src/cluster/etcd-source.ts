@@ -14,13 +14,29 @@ import type { Logger } from 'pino';
 import type { DeclarativeConfig } from '../model/declarative.js';
 import type { ConfigProblem, PluginValidator } from '../model/validate.js';
 import type { ConfigSource, ConfigSourceEvents, SourceHealth } from '../sync/source.js';
-import { compileLive, validateCompiled, type StoredEntity } from '../control/compile.js';
+import { compileForInstance, type GrayOverride, type StoredEntity } from '../control/compile.js';
 import { ENTITY_KINDS, type EntityKind } from '../store/types.js';
 import { EtcdError, type EtcdClient, type KeyValue } from '../etcd/client.js';
 
 /** The etcd key of a live entity. */
 export function entityKey(prefix: string, tenant: string, kind: EntityKind, id: string): string {
   return `${prefix}/config/${tenant}/${kind}/${id}`;
+}
+
+/** The etcd key of a route's gray release (beside the entities, so one watch sees both in order). */
+export function grayKey(prefix: string, tenant: string, routeId: string): string {
+  return `${prefix}/config/${tenant}/${GRAY_KIND}/${routeId}`;
+}
+
+const GRAY_KIND = 'gray-routes';
+
+/** Parse a gray release key; null for a key that is not one. */
+export function parseGrayKey(prefix: string, key: string): { tenant: string; routeId: string } | null {
+  const base = configPrefix(prefix);
+  if (!key.startsWith(base)) return null;
+  const parts = key.slice(base.length).split('/');
+  if (parts.length !== 3 || !parts[0] || parts[1] !== GRAY_KIND || !parts[2]) return null;
+  return { tenant: parts[0], routeId: parts[2] };
 }
 
 export function configPrefix(prefix: string): string {
@@ -40,6 +56,7 @@ export function parseEntityKey(prefix: string, key: string): { tenant: string; k
 interface Cached {
   revision: number;
   entities: StoredEntity[];
+  gray?: GrayOverride[];
 }
 
 const RETRY_MIN_MS = 500;
@@ -49,7 +66,11 @@ export class EtcdConfigSource extends EventEmitter<ConfigSourceEvents> implement
   readonly describe: string;
   /** The entities as of `revision`, by key. */
   private entities = new Map<string, StoredEntity>();
+  /** Gray releases by key (all of them; those naming this instance apply). */
+  private gray = new Map<string, GrayOverride>();
   private revision = 0;
+  /** The gray route versions this instance serves (reported with its heartbeat). */
+  served: Array<{ tenant: string; routeId: string; version: number }> = [];
   private watcher: { cancel(): void } | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private retryMs = RETRY_MIN_MS;
@@ -64,6 +85,8 @@ export class EtcdConfigSource extends EventEmitter<ConfigSourceEvents> implement
     /** Where the last applied config is saved, for a start while etcd is down. */
     private readonly cacheFile: string,
     private readonly log: Logger,
+    /** This gateway's instance id: gray releases that name it apply here. */
+    private readonly instanceId: string | null = null,
   ) {
     super();
     this.describe = `etcd ${prefix}`;
@@ -76,10 +99,40 @@ export class EtcdConfigSource extends EventEmitter<ConfigSourceEvents> implement
   }
 
   private compile(): { ok: true; config: DeclarativeConfig } | { ok: false; problems: ConfigProblem[] } {
-    const list = [...this.entities.values()];
-    const r = validateCompiled(compileLive(list, this.plugins), this.plugins);
-    if (r.ok) return { ok: true, config: r.value };
-    return { ok: false, problems: [...r.problems.map((p) => ({ path: `${p.tenant}/${p.kind}/${p.id}${p.path ? `.${p.path}` : ''}`, message: p.message })), ...r.other] };
+    const r = compileForInstance([...this.entities.values()], [...this.gray.values()], this.instanceId, this.plugins);
+    if (!r.ok) return r;
+    if (r.grayRefused.length) this.log.error({ problems: r.grayRefused }, 'the gray releases for this instance make its config invalid: serving the live config alone');
+    this.served = r.served;
+    return { ok: true, config: r.config };
+  }
+
+  private grayOf(kv: KeyValue): GrayOverride | null {
+    const at = parseGrayKey(this.prefix, kv.key);
+    if (!at) return null;
+    try {
+      const g = JSON.parse(kv.value) as Partial<GrayOverride>;
+      if (!g || typeof g.content !== 'object' || g.content === null || !Array.isArray(g.instances) || typeof g.version !== 'number') throw new Error('bad shape');
+      return { tenant: at.tenant, routeId: at.routeId, version: g.version, instances: g.instances.map(String), content: g.content };
+    } catch {
+      this.log.error({ key: kv.key }, 'etcd gray release key does not hold {version, instances, content}; ignored');
+      return null;
+    }
+  }
+
+  /** Take one key's new value (or its deletion) into the state; a malformed value leaves the key as it was. */
+  private take(kv: KeyValue, deleted: boolean): void {
+    const gray = parseGrayKey(this.prefix, kv.key) !== null;
+    if (deleted) {
+      (gray ? this.gray : this.entities).delete(kv.key);
+      return;
+    }
+    if (gray) {
+      const g = this.grayOf(kv);
+      if (g) this.gray.set(kv.key, g);
+    } else {
+      const e = this.entityOf(kv);
+      if (e) this.entities.set(kv.key, e);
+    }
   }
 
   private entityOf(kv: KeyValue): StoredEntity | null {
@@ -98,12 +151,9 @@ export class EtcdConfigSource extends EventEmitter<ConfigSourceEvents> implement
   /** Read everything at one revision. */
   private async fetchAll(): Promise<void> {
     const r = await this.client.range(configPrefix(this.prefix), { prefix: true });
-    const next = new Map<string, StoredEntity>();
-    for (const kv of r.kvs) {
-      const e = this.entityOf(kv);
-      if (e) next.set(kv.key, e);
-    }
-    this.entities = next;
+    this.entities = new Map();
+    this.gray = new Map();
+    for (const kv of r.kvs) this.take(kv, false);
     this.revision = r.revision;
   }
 
@@ -111,7 +161,7 @@ export class EtcdConfigSource extends EventEmitter<ConfigSourceEvents> implement
     try {
       mkdirSync(dirname(this.cacheFile), { recursive: true, mode: 0o700 });
       const tmp = `${this.cacheFile}.${process.pid}.tmp`;
-      const data: Cached = { revision: this.revision, entities: [...this.entities.values()] };
+      const data: Cached = { revision: this.revision, entities: [...this.entities.values()], gray: [...this.gray.values()] };
       // The saved config holds the same secrets as etcd: readable by this user only.
       writeFileSync(tmp, JSON.stringify(data), { mode: 0o600 });
       renameSync(tmp, this.cacheFile);
@@ -124,6 +174,7 @@ export class EtcdConfigSource extends EventEmitter<ConfigSourceEvents> implement
     try {
       const data = JSON.parse(readFileSync(this.cacheFile, 'utf8')) as Cached;
       this.entities = new Map(data.entities.map((e) => [entityKey(this.prefix, e.tenant, e.kind, e.id), e]));
+      this.gray = new Map((data.gray ?? []).map((g) => [grayKey(this.prefix, g.tenant, g.routeId), g]));
       this.revision = data.revision;
       return true;
     } catch {
@@ -189,13 +240,7 @@ export class EtcdConfigSource extends EventEmitter<ConfigSourceEvents> implement
       configPrefix(this.prefix),
       this.revision + 1,
       (events, revision) => {
-        for (const ev of events) {
-          if (ev.type === 'delete') this.entities.delete(ev.kv.key);
-          else {
-            const e = this.entityOf(ev.kv);
-            if (e) this.entities.set(ev.kv.key, e);
-          }
-        }
+        for (const ev of events) this.take(ev.kv, ev.type === 'delete');
         this.revision = Math.max(this.revision, revision);
         if (events.length > 0) this.apply();
       },

@@ -23,6 +23,8 @@ export interface InstanceInfo {
   heartbeat: string;
   /** Whether the gateway reaches its config source. */
   configSourceOk: boolean;
+  /** The gray route versions it serves. */
+  gray: Array<{ tenant: string; routeId: string; version: number }>;
 }
 
 export function instancesPrefix(prefix: string): string {
@@ -41,12 +43,12 @@ export class InstanceRegistrar {
   constructor(
     private readonly client: EtcdClient,
     private readonly prefix: string,
-    base: Omit<InstanceInfo, 'hostname' | 'pid' | 'startedAt' | 'heartbeat' | 'revision' | 'configSourceOk'>,
+    base: Omit<InstanceInfo, 'hostname' | 'pid' | 'startedAt' | 'heartbeat' | 'revision' | 'configSourceOk' | 'gray'>,
     private readonly log: Logger,
     /** The revision running and the source's health, read at every heartbeat. */
-    private readonly status: () => { revision: number; configSourceOk: boolean },
+    private readonly status: () => { revision: number; configSourceOk: boolean; gray: InstanceInfo['gray'] },
   ) {
-    this.info = { ...base, hostname: hostname(), pid: process.pid, startedAt: new Date().toISOString(), heartbeat: '', revision: 0, configSourceOk: true };
+    this.info = { ...base, hostname: hostname(), pid: process.pid, startedAt: new Date().toISOString(), heartbeat: '', revision: 0, configSourceOk: true, gray: [] };
   }
 
   start(): void {
@@ -90,7 +92,8 @@ export async function listInstances(client: EtcdClient, prefix: string): Promise
   const out: InstanceInfo[] = [];
   for (const kv of r.kvs) {
     try {
-      out.push(JSON.parse(kv.value) as InstanceInfo);
+      const info = JSON.parse(kv.value) as InstanceInfo;
+      out.push({ ...info, gray: info.gray ?? [] });
     } catch {
       /* a record that is not ours */
     }

@@ -4,12 +4,18 @@
  * the gateways, one key per entity. A publish writes (or deletes) that one key. A full reconcile at start and
  * every minute writes what differs and removes what should not be there, in transactions of at most 100
  * operations (etcd's default limit is 128), so etcd always converges to the store even after an outage or a
- * hand edit. While etcd is unreachable publishes are kept in the store and reconciled when it is back.
+ * hand edit. Gray releases travel the same way, beside the entities. While etcd is unreachable publishes are kept in the store and reconciled when it is back.
  */
 import type { Logger } from 'pino';
 import type { Store, EntityKind } from '../store/types.js';
 import type { EtcdClient } from '../etcd/client.js';
-import { configPrefix, entityKey } from './etcd-source.js';
+import type { GrayRecord } from '../store/types.js';
+import { configPrefix, entityKey, grayKey } from './etcd-source.js';
+
+/** What a gateway needs of a gray release (the store's record carries more). */
+function grayValue(g: GrayRecord): string {
+  return JSON.stringify({ version: g.version, baseVersion: g.baseVersion, instances: g.instances, content: g.content });
+}
 
 const BATCH = 100;
 const RECONCILE_MS = 60_000;
@@ -47,13 +53,32 @@ export class EtcdPublisher {
     return this.healthy;
   }
 
-  /** One entity was published: write its live state (or its removal). On failure, reconcile soon. */
-  async published(tenant: string, kind: EntityKind, id: string): Promise<void> {
-    const key = entityKey(this.prefix, tenant, kind, id);
+  /**
+   * Entities were published or gray releases changed, together: write their live state (or removal) in one etcd
+   * transaction, so a gateway sees all of them at once or none. On failure, reconcile soon.
+   */
+  async published(changes: Array<{ tenant: string; kind: EntityKind | 'gray'; id: string }>): Promise<void> {
     try {
-      const e = await this.store.getEntity(tenant, kind, id);
-      if (e?.live) await this.client.put(key, JSON.stringify(e.live));
-      else await this.client.delete(key);
+      const puts: Array<{ key: string; value: string }> = [];
+      const deletes: string[] = [];
+      const grays = new Map<string, GrayRecord[]>();
+      for (const c of changes) {
+        if (c.kind === 'gray') {
+          if (!grays.has(c.tenant)) grays.set(c.tenant, await this.store.listGray(c.tenant));
+          const g = grays.get(c.tenant)!.find((x) => x.routeId === c.id);
+          const key = grayKey(this.prefix, c.tenant, c.id);
+          if (g) puts.push({ key, value: grayValue(g) });
+          else deletes.push(key);
+          continue;
+        }
+        const key = entityKey(this.prefix, c.tenant, c.kind, c.id);
+        const e = await this.store.getEntity(c.tenant, c.kind, c.id);
+        if (e?.live) puts.push({ key, value: JSON.stringify(e.live) });
+        else deletes.push(key);
+      }
+      for (let i = 0; i < Math.max(puts.length, deletes.length); i += BATCH) {
+        await this.client.batch(puts.slice(i, i + BATCH), deletes.slice(i, i + BATCH));
+      }
       this.up();
     } catch (err) {
       this.down(err);
@@ -62,12 +87,13 @@ export class EtcdPublisher {
     }
   }
 
-  /** Make etcd hold exactly the store's live entities. */
+  /** Make etcd hold exactly the store's live entities and gray releases. */
   reconcile(): Promise<void> {
     this.running ??= (async () => {
       try {
         const live = await this.store.live();
         const want = new Map(live.entities.map((e) => [entityKey(this.prefix, e.tenant, e.kind, e.id), JSON.stringify(e.content)]));
+        for (const g of live.gray) want.set(grayKey(this.prefix, g.tenant, g.routeId), grayValue(g));
         const have = await this.client.range(configPrefix(this.prefix), { prefix: true });
         const puts: Array<{ key: string; value: string }> = [];
         const deletes: string[] = [];

@@ -20,7 +20,7 @@ const betaEditor = await ctl.member('beta', 'editor');
 const SELF_SERVICE = new Set(['POST /api/v1/logout', 'POST /api/v1/tokens', 'DELETE /api/v1/tokens/:id']);
 
 function concrete(url: string): string {
-  return url.replace(':tenant', 'acme').replace(':id', 'no-such-id').replace(':n', '1').replace(':user', 'nobody');
+  return url.replace(':tenant', 'acme').replace(':routeId', 'no-such-route').replace(':id', 'no-such-id').replace(':n', '1').replace(':user', 'nobody');
 }
 
 describe('every admin route is guarded', () => {
@@ -252,8 +252,11 @@ describe('versions: diff and rollback of one entity', () => {
     const liveAfter = (await ctl.store.live()).entities.filter((e) => !(e.kind === 'routes' && e.id === 'roll'));
     assert.deepEqual(liveAfter, liveBefore, 'no other entity changed');
     assert.equal((await ctl.store.listVersions('beta', 'routes', 'roll'))[0]!.note, 'rollback to version 1');
-    const audit = await ctl.store.queryAudit({ tenant: 'beta', entityId: 'roll', limit: 2 });
-    assert.deepEqual(audit.map((a) => a.action), ['routes.publish', 'routes.rollback']);
+    const audit = await ctl.store.queryAudit({ tenant: 'beta', entityId: 'roll', limit: 1 });
+    assert.deepEqual(audit.map((a) => a.action), ['routes.rollback']);
+    const rolled = await ok('GET', `${T}/routes/roll`);
+    assert.equal(rolled.body.pending, false, 'the draft follows the rolled-back live state');
+    assert.deepEqual(rolled.body.draft, rolled.body.live);
 
     // Refused while the route has unpublished changes.
     await ok('PATCH', `${T}/routes/roll`, { methods: ['POST'] });

@@ -20,59 +20,14 @@ import { Service } from '../model/service.js';
 import { Upstream } from '../model/upstream.js';
 import { validateSchema } from '../model/validate.js';
 import { ENTITY_KINDS, ROLES, StoreConflict, type ApiToken, type AuditInput, type EntityKind, type EntityRecord, type Role, type Store, type User } from '../store/types.js';
-import { compileLive, compileTenant, idField, validateCompiled, type StoredEntity } from './compile.js';
+import { applyGray, compileLive, compileTenant, idField, validateCompiled, type GrayOverride, type StoredEntity } from './compile.js';
 import { redactEntity, restoreSecrets } from './redact.js';
 import { constantTimeEqual, dummyHash, hashPassword, newApiToken, newId, newSessionId, sha256, verifyPassword } from './secrets.js';
 import { LoginLimiter } from './login-limiter.js';
+import { ApiError, diff, isObject, ROLE_PERMISSIONS, type ApiRoute, type Ctx, type Permission, type Principal } from './api.js';
+import { lowerRole, ReleaseControls, type LiveChange, type ReleaseHost } from './release.js';
 
-export type Permission = 'read' | 'write' | 'publish' | 'manage';
-
-/** What each role may do in its tenant. Reviewers read (and approve, once review exists); viewers only read. */
-export const ROLE_PERMISSIONS: Record<Role, ReadonlySet<Permission>> = {
-  admin: new Set(['read', 'write', 'publish', 'manage']),
-  editor: new Set(['read', 'write', 'publish']),
-  reviewer: new Set(['read']),
-  viewer: new Set(['read']),
-};
-
-export type Access = { kind: 'public' } | { kind: 'user' } | { kind: 'superadmin' } | { kind: 'tenant'; perm: Permission };
-
-export interface Principal {
-  user: User;
-  token: ApiToken | null;
-  /** Set when authenticated by the session cookie (then changes need the CSRF token). */
-  csrfToken: string | null;
-}
-
-interface Ctx {
-  req: FastifyRequest;
-  reply: FastifyReply;
-  principal: Principal | null;
-  params: Record<string, string>;
-  query: Record<string, string | undefined>;
-  body: unknown;
-}
-
-export interface ApiRoute {
-  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
-  url: string;
-  access: Access;
-  summary: string;
-  body?: TSchema;
-  handler(ctx: Ctx): Promise<unknown>;
-}
-
-/** An error answered with its code from the error table, and optional details (field problems...). */
-export class ApiError extends Error {
-  constructor(
-    readonly code: ErrorCode,
-    message?: string,
-    readonly details?: unknown,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message ?? ERRORS[code].message);
-  }
-}
+export { ApiError, ROLE_PERMISSIONS, diff, type Access, type ApiRoute, type Ctx, type Permission, type Principal } from './api.js';
 
 export interface ControlPlaneOptions {
   store: Store;
@@ -80,10 +35,13 @@ export interface ControlPlaneOptions {
   logger: Logger;
   /** Session lifetime, ms (default 12 h). */
   sessionTtl?: number;
-  /** Called after every publish, with the new config revision and what was published. */
-  onPublish?: (revision: number, change: { tenant: string; kind: EntityKind; id: string }) => void;
+  /**
+   * Called after every publish, with the new config revision and what was published together ('gray': a
+   * route's gray release started, stopped or was promoted).
+   */
+  onPublish?: (revision: number, changes: Array<{ tenant: string; kind: EntityKind | 'gray'; id: string }>) => void;
   /** The gateway instances serving this control plane's config (etcd registrations, or the local gateway). */
-  instances?: () => Promise<unknown[]>;
+  instances?: () => Promise<Array<{ id: string; gray?: Array<{ tenant: string; routeId: string; version: number }> }>>;
 }
 
 const ENTITY_SCHEMAS: Record<Exclude<EntityKind, 'global-plugins'>, TSchema> = {
@@ -94,6 +52,7 @@ const ENTITY_SCHEMAS: Record<Exclude<EntityKind, 'global-plugins'>, TSchema> = {
   certificates: Certificate,
 };
 
+const SkipReviewRoles = Type.Array(Type.Union(ROLES.map((r) => Type.Literal(r))), { uniqueItems: true, description: 'Roles that may publish with skipReview when review is required.' });
 const TENANT_ID = /^[a-z0-9][a-z0-9-]{0,31}$/;
 const ENTITY_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,94}$/;
 const SESSION_COOKIE = 'gh_session';
@@ -107,33 +66,10 @@ function cookie(header: string | undefined, name: string): string | undefined {
   return undefined;
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
 
 /** Problems about the compiled config name ids with their tenant prefix: tell a tenant its own ids as it wrote them. */
 function localIds(message: string, tenant: string): string {
   return message.split(`"${tenant}.`).join('"');
-}
-
-/** The differences between two JSON values, by field path ("plugins.cors.allowOrigins[1]"). */
-export function diff(a: unknown, b: unknown, path = ''): Array<{ path: string; op: 'add' | 'remove' | 'replace'; from?: unknown; to?: unknown }> {
-  if (JSON.stringify(a) === JSON.stringify(b)) return [];
-  const here = path || '(entity)';
-  if (isObject(a) && isObject(b)) {
-    const out: ReturnType<typeof diff> = [];
-    for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
-      const p = path ? `${path}.${k}` : k;
-      if (!(k in b)) out.push({ path: p, op: 'remove', from: a[k] });
-      else if (!(k in a)) out.push({ path: p, op: 'add', to: b[k] });
-      else out.push(...diff(a[k], b[k], p));
-    }
-    return out;
-  }
-  if (Array.isArray(a) && Array.isArray(b) && a.length === b.length) return a.flatMap((x, i) => diff(x, b[i], `${path}[${i}]`));
-  if (a === null || a === undefined) return [{ path: here, op: 'add', to: b }];
-  if (b === null || b === undefined) return [{ path: here, op: 'remove', from: a }];
-  return [{ path: here, op: 'replace', from: a, to: b }];
 }
 
 /** RFC 7396 JSON merge patch. */
@@ -147,11 +83,12 @@ function mergePatch(target: unknown, patch: unknown): unknown {
   return out;
 }
 
-export class ControlPlane {
+export class ControlPlane implements ReleaseHost {
   readonly app: FastifyInstance;
   readonly routes: ApiRoute[] = [];
-  private readonly store: Store;
-  private readonly plugins: PluginRegistry;
+  readonly store: Store;
+  readonly plugins: PluginRegistry;
+  private readonly release: ReleaseControls;
   private readonly log: Logger;
   private readonly sessionTtl: number;
   private readonly logins = new LoginLimiter();
@@ -161,6 +98,7 @@ export class ControlPlane {
     this.plugins = opts.plugins;
     this.log = opts.logger;
     this.sessionTtl = opts.sessionTtl ?? 12 * 3600 * 1000;
+    this.release = new ReleaseControls(this);
     this.app = Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024, trustProxy: false, return503OnClosing: true });
     this.app.setErrorHandler((err, _req, reply) => this.sendError(reply, err));
     this.app.setNotFoundHandler((_req, reply) => this.sendError(reply, new ApiError('GH_ERR_ROUTE_NOT_FOUND', 'no admin API route matches the request')));
@@ -173,7 +111,7 @@ export class ControlPlane {
     let e: ApiError;
     if (err instanceof ApiError) e = err;
     else if (err instanceof StoreConflict) {
-      e = err.reason === 'revision' ? new ApiError('GH_ERR_ADMIN_STALE', err.message) : err.reason === 'missing' ? new ApiError('GH_ERR_ADMIN_NOT_FOUND', err.message) : new ApiError('GH_ERR_ADMIN_CONFLICT', err.message);
+      e = err.reason === 'revision' ? new ApiError('GH_ERR_ADMIN_STALE', err.message) : err.reason === 'missing' ? new ApiError('GH_ERR_ADMIN_NOT_FOUND', err.message) : new ApiError('GH_ERR_ADMIN_CONFLICT', err.message, err.details);
     } else {
       const fe = err as { statusCode?: number; code?: string; message?: string };
       if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') e = new ApiError('GH_ERR_BODY_TOO_LARGE');
@@ -217,13 +155,28 @@ export class ControlPlane {
   async permissions(p: Principal, tenant: string): Promise<ReadonlySet<Permission>> {
     if (p.token?.tenant && p.token.tenant !== tenant) return new Set();
     let perms: Set<Permission>;
-    if (p.user.superadmin) perms = new Set(['read', 'write', 'publish', 'manage']);
+    if (p.user.superadmin) perms = new Set(ROLE_PERMISSIONS.admin);
     else {
       const m = await this.store.getMembership(tenant, p.user.id);
       perms = new Set(m ? ROLE_PERMISSIONS[m.role] : []);
     }
     if (p.token?.role) for (const x of [...perms]) if (!ROLE_PERMISSIONS[p.token.role].has(x)) perms.delete(x);
     return perms;
+  }
+
+  async effectiveRole(p: Principal, tenant: string): Promise<Role | null> {
+    if (p.token?.tenant && p.token.tenant !== tenant) return null;
+    let role: Role | null = p.user.superadmin ? 'admin' : ((await this.store.getMembership(tenant, p.user.id))?.role ?? null);
+    if (role !== null && p.token?.role) role = lowerRole(role, p.token.role);
+    return role;
+  }
+
+  async published(changes: Array<{ tenant: string; kind: EntityKind | 'gray'; id: string }>): Promise<void> {
+    this.opts.onPublish?.(await this.store.liveRevision(), changes);
+  }
+
+  async instances(): Promise<Array<{ id: string; gray?: Array<{ tenant: string; routeId: string; version: number }> }>> {
+    return this.opts.instances ? this.opts.instances() : [];
   }
 
   private isSuperadmin(p: Principal): boolean {
@@ -267,7 +220,7 @@ export class ControlPlane {
     });
   }
 
-  private audit(ctx: Ctx, a: Omit<AuditInput, 'actor' | 'source'>): AuditInput {
+  audit(ctx: Ctx, a: Omit<AuditInput, 'actor' | 'source'>): AuditInput {
     return { actor: ctx.principal?.user.username ?? 'anonymous', source: ctx.req.ip, ...a };
   }
 
@@ -441,17 +394,40 @@ export class ControlPlane {
       method: 'POST',
       url: '/api/v1/tenants',
       access: { kind: 'superadmin' },
-      summary: 'Create a tenant (a product line\'s SaaS id).',
+      summary: 'Create a tenant (a product line\'s SaaS id). Review is required unless reviewRequired is false; skipReviewRoles (default ["admin"]) may publish with skipReview.',
       body: Type.Object(
-        { id: Type.String({ pattern: TENANT_ID.source }), name: Type.String({ minLength: 1, maxLength: 256 }), reviewRequired: Type.Optional(Type.Boolean()) },
+        { id: Type.String({ pattern: TENANT_ID.source }), name: Type.String({ minLength: 1, maxLength: 256 }), reviewRequired: Type.Optional(Type.Boolean()), skipReviewRoles: Type.Optional(SkipReviewRoles) },
         { additionalProperties: false },
       ),
       handler: async (ctx) => {
-        const b = ctx.body as { id: string; name: string; reviewRequired?: boolean };
-        const t = { id: b.id, name: b.name, reviewRequired: b.reviewRequired === true };
+        const b = ctx.body as { id: string; name: string; reviewRequired?: boolean; skipReviewRoles?: Role[] };
+        const t = { id: b.id, name: b.name, reviewRequired: b.reviewRequired !== false, skipReviewRoles: b.skipReviewRoles ?? ['admin' as Role] };
         const out = await this.store.createTenant(t, this.audit(ctx, { tenant: b.id, kind: 'tenant', entityId: b.id, action: 'tenant.create', before: null, after: t }));
         ctx.reply.status(201);
         return out;
+      },
+    });
+    add({
+      method: 'GET',
+      url: '/api/v1/tenants/:tenant',
+      access: { kind: 'tenant', perm: 'read' },
+      summary: 'One tenant and its release policy.',
+      handler: async (ctx) => this.store.getTenant(ctx.params.tenant!),
+    });
+    add({
+      method: 'PATCH',
+      url: '/api/v1/tenants/:tenant',
+      access: { kind: 'tenant', perm: 'manage' },
+      summary: 'Rename a tenant or change its release policy (reviewRequired, skipReviewRoles); tenant admins.',
+      body: Type.Object(
+        { name: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })), reviewRequired: Type.Optional(Type.Boolean()), skipReviewRoles: Type.Optional(SkipReviewRoles) },
+        { additionalProperties: false },
+      ),
+      handler: async (ctx) => {
+        const tenant = ctx.params.tenant!;
+        const b = ctx.body as { name?: string; reviewRequired?: boolean; skipReviewRoles?: Role[] };
+        const before = await this.store.getTenant(tenant);
+        return this.store.updateTenant(tenant, b, this.audit(ctx, { tenant, kind: 'tenant', entityId: tenant, action: 'tenant.update', before, after: b }));
       },
     });
     add({
@@ -526,6 +502,28 @@ export class ControlPlane {
       },
     });
 
+    add({
+      method: 'GET',
+      url: '/api/v1/schemas',
+      access: { kind: 'user' },
+      summary: 'The JSON schemas the API validates with: each entity kind, and each plugin (config, consumer credential, scopes), for generated forms.',
+      handler: async () => ({
+        entities: ENTITY_SCHEMAS,
+        plugins: this.plugins
+          .list()
+          .map((p) => ({
+            name: p.name,
+            version: p.version,
+            priority: p.priority,
+            description: p.description,
+            scopes: p.scopes ?? ['route', 'service', 'global', 'consumer'],
+            schema: p.schema,
+            credentialSchema: p.credentialSchema ?? null,
+          }))
+          .sort((a, b) => a.name.localeCompare(b.name)),
+      }),
+    });
+
     // ---- audit
     add({
       method: 'GET',
@@ -550,6 +548,9 @@ export class ControlPlane {
 
     // ---- entities
     for (const kind of ENTITY_KINDS) this.defineEntityRoutes(kind);
+
+    // ---- change requests and gray release
+    for (const r of this.release.routes()) add(r);
   }
 
   private view(e: EntityRecord) {
@@ -586,22 +587,31 @@ export class ControlPlane {
   }
 
   /**
-   * The config every gateway would run with this entity's live state replaced by `content` (null: removed)
-   * must be valid as a whole; else 409 with the problems told in this tenant's terms (its own ids as written,
-   * another tenant's consumers not named).
+   * The config every gateway would run after these changes to live entities (content null: removed) must be
+   * valid as a whole, on every instance: once as it is, and once more with every gray release applied (those
+   * added here included, those dropped left out). Else 409 with the problems told in this tenant's terms (its
+   * own ids as written, another tenant's consumers not named).
    */
-  private async checkLiveWith(tenant: string, kind: EntityKind, id: string, content: Record<string, unknown> | null, refusal: string): Promise<void> {
+  async checkLive(tenant: string, changes: LiveChange[], refusal: string, gray: { add?: GrayOverride[]; drop?: string[] } = {}): Promise<void> {
     const live = await this.store.live();
-    const next: StoredEntity[] = live.entities.filter((x) => !(x.tenant === tenant && x.kind === kind && x.id === id));
-    if (content !== null) next.push({ tenant, kind, id, content });
-    const r = validateCompiled(compileLive(next, this.plugins), this.plugins);
-    if (r.ok) return;
-    const own = new Set(next.filter((x) => x.tenant === tenant && x.kind === 'consumers').map((x) => x.id));
-    const tell = (m: string) => localIds(m, tenant).replace(/consumer "([^"]*)"/g, (all, name: string) => (own.has(name) ? all : 'a consumer of another tenant'));
-    throw new ApiError('GH_ERR_ADMIN_CONFLICT', refusal, [
-      ...r.problems.filter((p) => p.tenant === tenant).map((p) => ({ kind: p.kind, id: p.id, path: p.path, message: tell(p.message) })),
-      ...(r.problems.some((p) => p.tenant !== tenant) ? [{ message: 'conflicts with another tenant\'s live config' }] : []),
-    ]);
+    const changed = new Set(changes.map((c) => `${c.kind}/${c.id}`));
+    const next: StoredEntity[] = live.entities.filter((x) => !(x.tenant === tenant && changed.has(`${x.kind}/${x.id}`)));
+    for (const c of changes) if (c.content !== null) next.push({ tenant, kind: c.kind, id: c.id, content: c.content });
+    const grays: GrayOverride[] = [
+      ...live.gray.filter((g) => !(g.tenant === tenant && (gray.drop?.includes(g.routeId) || gray.add?.some((a) => a.routeId === g.routeId)))),
+      ...(gray.add ?? []),
+    ];
+    const variants = grays.length ? [next, applyGray(next, grays, null).entities] : [next];
+    for (const entities of variants) {
+      const r = validateCompiled(compileLive(entities, this.plugins), this.plugins);
+      if (r.ok) continue;
+      const own = new Set(entities.filter((x) => x.tenant === tenant && x.kind === 'consumers').map((x) => x.id));
+      const tell = (m: string) => localIds(m, tenant).replace(/consumer "([^"]*)"/g, (all, name: string) => (own.has(name) ? all : 'a consumer of another tenant'));
+      throw new ApiError('GH_ERR_ADMIN_CONFLICT', refusal, [
+        ...r.problems.filter((p) => p.tenant === tenant).map((p) => ({ kind: p.kind, id: p.id, path: p.path, message: tell(p.message) })),
+        ...(r.problems.some((p) => p.tenant !== tenant) ? [{ message: 'conflicts with another tenant\'s live config' }] : []),
+      ]);
+    }
   }
 
   /**
@@ -834,22 +844,23 @@ export class ControlPlane {
       method: 'POST',
       url: `${base}/:id/publish`,
       access: { kind: 'tenant', perm: 'publish' },
-      summary: `Make the ${kind} draft live as a new version; refused (409) when the whole live config would be invalid.`,
-      body: Type.Object({ note: Type.Optional(Type.String({ maxLength: 1024 })) }, { additionalProperties: false }),
+      summary: `Publish the ${kind} draft: a new live version at once where the tenant needs no review (or by the skip-review lane, skipReview: true, for the roles the tenant allows), else 202 with the change submitted for review. 409 when the whole live config would be invalid.`,
+      body: Type.Object({ note: Type.Optional(Type.String({ maxLength: 1024 })), skipReview: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
       handler: async (ctx) => {
         const tenant = ctx.params.tenant!;
         const e = await get(ctx);
         if (!e.pending) throw new ApiError('GH_ERR_ADMIN_CONFLICT', `${kind} "${e.id}" has no unpublished change`);
-        // The config every gateway would run after this publish must be valid as a whole.
-        await this.checkLiveWith(tenant, kind, e.id, e.draft, 'publishing this would make the live config invalid');
-        const note = (ctx.body as { note?: string }).note;
-        const out = await this.store.publish(tenant, kind, e.id, {
-          actor: ctx.principal!.user.username,
-          note,
-          audit: this.audit(ctx, { tenant, kind, entityId: e.id, action: `${kind}.publish`, before: redactEntity(kind, e.id, e.live, this.plugins), after: redactEntity(kind, e.id, e.draft, this.plugins) }),
+        const b = ctx.body as { note?: string; skipReview?: boolean };
+        const verb = e.draft === null ? 'Delete' : e.liveVersion === 0 ? 'Create' : 'Update';
+        const out = await this.release.release(ctx, tenant, [{ op: 'publish', kind, id: e.id, content: e.draft, baseVersion: e.liveVersion, note: b.note }], {
+          skipReview: b.skipReview,
+          title: b.note ?? `${verb} ${kind} ${e.id}`,
+          note: b.note,
+          refusal: 'publishing this would make the live config invalid',
         });
-        this.opts.onPublish?.(await this.store.liveRevision(), { tenant, kind, id: e.id });
-        return { version: out.version.version, entity: out.entity ? this.view(out.entity) : null };
+        if (!out.applied) return out;
+        const after = await this.store.getEntity(tenant, kind, e.id);
+        return { version: out.versions[0]!.version, entity: after?.live ? this.view(after) : null };
       },
     });
     add({
@@ -878,28 +889,28 @@ export class ControlPlane {
       method: 'POST',
       url: `${base}/:id/rollback`,
       access: { kind: 'tenant', perm: 'publish' },
-      summary: `Publish version n's content again as a new version of this ${kind} alone; refused while the ${kind} has unpublished changes, and when what it references is gone.`,
-      body: Type.Object({ version: Type.Integer({ minimum: 1 }), note: Type.Optional(Type.String({ maxLength: 1024 })) }, { additionalProperties: false }),
+      summary: `Publish version n's content again as a new version of this ${kind} alone, by the tenant's review policy like any publish; refused while the ${kind} has unpublished changes, and when what it references is gone.`,
+      body: Type.Object({ version: Type.Integer({ minimum: 1 }), note: Type.Optional(Type.String({ maxLength: 1024 })), skipReview: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
       handler: async (ctx) => {
         const tenant = ctx.params.tenant!;
-        const b = ctx.body as { version: number; note?: string };
+        const b = ctx.body as { version: number; note?: string; skipReview?: boolean };
         const v = await this.store.getVersion(tenant, kind, ctx.params.id!, b.version);
         if (!v) throw new ApiError('GH_ERR_ADMIN_NOT_FOUND', `no version ${b.version}`);
         if (v.content === null) throw new ApiError('GH_ERR_ADMIN_CONFLICT', `version ${b.version} is a deletion: delete the ${kind} and publish that instead`);
         const current = await this.store.getEntity(tenant, kind, v.id);
         if (current?.pending) throw new ApiError('GH_ERR_ADMIN_CONFLICT', `${kind} "${v.id}" has unpublished changes: publish or replace them before rolling back`);
-        // The old content must still fit the live config: what it names must exist now.
-        await this.checkLiveWith(tenant, kind, v.id, v.content, `version ${b.version} no longer fits the live config`);
-        const action = `${kind}.rollback`;
-        const audit = this.audit(ctx, { tenant, kind, entityId: v.id, action, before: redactEntity(kind, v.id, current?.live ?? null, this.plugins), after: redactEntity(kind, v.id, v.content, this.plugins) });
-        await this.store.writeDraft(tenant, kind, v.id, { draft: v.content, expectedRevision: current?.revision, create: current === null, actor: ctx.principal!.user.username, audit });
-        const out = await this.store.publish(tenant, kind, v.id, {
-          actor: ctx.principal!.user.username,
-          note: b.note ?? `rollback to version ${b.version}`,
-          audit: { ...audit, action: `${kind}.publish` },
+        if (current && current.liveVersion === b.version) throw new ApiError('GH_ERR_ADMIN_CONFLICT', `version ${b.version} is the live version already`);
+        const note = `rollback to version ${b.version}${b.note ? `: ${b.note}` : ''}`;
+        const out = await this.release.release(ctx, tenant, [{ op: 'publish', kind, id: v.id, content: v.content, baseVersion: current?.liveVersion ?? 0, note }], {
+          skipReview: b.skipReview,
+          title: `Roll back ${kind} ${v.id} to version ${b.version}`,
+          description: b.note,
+          note,
+          refusal: `version ${b.version} no longer fits the live config`,
         });
-        this.opts.onPublish?.(await this.store.liveRevision(), { tenant, kind, id: v.id });
-        return { version: out.version.version, rolledBackTo: b.version, entity: out.entity ? this.view(out.entity) : null };
+        if (!out.applied) return out;
+        const after = await this.store.getEntity(tenant, kind, v.id);
+        return { version: out.versions[0]!.version, rolledBackTo: b.version, entity: after?.live ? this.view(after) : null };
       },
     });
     add({

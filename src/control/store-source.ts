@@ -10,18 +10,23 @@ import type { DeclarativeConfig } from '../model/declarative.js';
 import type { ConfigProblem, PluginValidator } from '../model/validate.js';
 import type { ConfigSource, ConfigSourceEvents } from '../sync/source.js';
 import type { Store } from '../store/types.js';
-import { compileLive, validateCompiled } from './compile.js';
+import { compileForInstance } from './compile.js';
 
 export class StoreConfigSource extends EventEmitter<ConfigSourceEvents> implements ConfigSource {
   private timer: NodeJS.Timeout | null = null;
   private revision = -1;
   private loading: Promise<void> | null = null;
   private again = false;
+  /** The gray route versions this instance serves (GET /api/v1/instances shows them). */
+  served: Array<{ tenant: string; routeId: string; version: number }> = [];
 
   constructor(
     private readonly store: Store,
     private readonly plugins: PluginValidator,
     readonly describe: string,
+    /** This gateway's instance id: gray releases that name it apply here. */
+    private readonly instanceId: string,
+    private readonly log?: { error(obj: object, msg?: string): void },
     private readonly pollMs = 500,
   ) {
     super();
@@ -29,13 +34,13 @@ export class StoreConfigSource extends EventEmitter<ConfigSourceEvents> implemen
 
   async load(): Promise<{ ok: true; config: DeclarativeConfig; revision: number } | { ok: false; problems: ConfigProblem[] }> {
     const live = await this.store.live();
-    const r = validateCompiled(compileLive(live.entities, this.plugins), this.plugins);
-    if (!r.ok) {
-      return { ok: false, problems: [...r.problems.map((p) => ({ path: `${p.tenant}/${p.kind}/${p.id}${p.path ? `.${p.path}` : ''}`, message: p.message })), ...r.other] };
-    }
+    const r = compileForInstance(live.entities, live.gray, this.instanceId, this.plugins);
+    if (!r.ok) return r;
+    if (r.grayRefused.length) this.log?.error({ problems: r.grayRefused }, 'the gray releases for this instance make its config invalid: serving the live config alone');
+    this.served = r.served;
     this.revision = live.revision;
     // Revision 0 of the store (nothing published yet) is revision 1 of the gateway: workers count from 1.
-    return { ok: true, config: r.value, revision: live.revision + 1 };
+    return { ok: true, config: r.config, revision: live.revision + 1 };
   }
 
   /** Load if the store moved on (or always, with force) and emit the result. */

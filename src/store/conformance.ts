@@ -46,8 +46,8 @@ export function storeConformance(name: string, open: () => Promise<ConformanceTa
     it(
       'tenants, users and memberships',
       withStore(async ({ store }) => {
-        await store.createTenant({ id: 'acme', name: 'Acme', reviewRequired: false }, audit('tenant.create'));
-        await conflict(store.createTenant({ id: 'acme', name: 'again', reviewRequired: true }, audit('tenant.create')), 'exists');
+        await store.createTenant({ id: 'acme', name: 'Acme', reviewRequired: false, skipReviewRoles: ['admin'] }, audit('tenant.create'));
+        await conflict(store.createTenant({ id: 'acme', name: 'again', reviewRequired: true, skipReviewRoles: ['admin'] }, audit('tenant.create')), 'exists');
         assert.deepEqual((await store.listTenants()).map((t) => [t.id, t.name, t.reviewRequired]), [['acme', 'Acme', false]]);
         const u = await store.createUser({ id: 'u1', username: 'alice', passwordHash: 'h1', superadmin: false, disabled: false }, audit('user.create'));
         assert.equal((await store.getUserByName('alice'))?.id, u.id);
@@ -190,10 +190,64 @@ export function storeConformance(name: string, open: () => Promise<ConformanceTa
     );
 
     it(
+      'change requests and apply: all or nothing against base versions, approval in the same transaction',
+      withStore(async ({ store }) => {
+        await store.createTenant({ id: 'acme', name: 'Acme', reviewRequired: true, skipReviewRoles: ['admin'] }, audit('tenant.create'));
+        const t = await store.updateTenant('acme', { skipReviewRoles: ['admin', 'editor'] }, audit('tenant.update'));
+        assert.deepEqual(t.skipReviewRoles, ['admin', 'editor']);
+        await store.writeDraft('acme', 'upstreams', 'u', { draft: { n: 1 }, create: true, actor: 'ed', audit: audit('c') });
+        await store.writeDraft('acme', 'routes', 'r', { draft: { up: 'u' }, create: true, actor: 'ed', audit: audit('c') });
+        const items = [
+          { op: 'publish' as const, kind: 'upstreams' as const, id: 'u', content: { n: 1 }, baseVersion: 0 },
+          { op: 'publish' as const, kind: 'routes' as const, id: 'r', content: { up: 'u' }, baseVersion: 0 },
+        ];
+        const c = await store.createChange({ tenant: 'acme', title: 'both', description: null, author: 'ed', items }, audit('change.submit'));
+        assert.equal(c.status, 'open');
+        assert.deepEqual((await store.listChanges('acme', { status: 'open', limit: 10, offset: 0 })).items.map((x) => x.id), [c.id]);
+        assert.equal(await store.getChange('other', c.id), null, 'changes are per tenant');
+
+        // Another publish moves the upstream on: applying the change now conflicts and changes nothing.
+        await store.publish('acme', 'upstreams', 'u', { actor: 'ada', audit: audit('p') });
+        const rev = await store.liveRevision();
+        await assert.rejects(store.apply('acme', items, { actor: 'rita', author: 'ed', reviewer: 'rita', changeId: c.id, audits: [audit('a')] }), (e: unknown) => {
+          assert.ok(e instanceof StoreConflict && e.reason === 'base');
+          assert.deepEqual(e.details, [{ kind: 'upstreams', id: 'u', baseVersion: 0, currentVersion: 1 }]);
+          return true;
+        });
+        assert.equal(await store.liveRevision(), rev);
+        assert.equal((await store.getEntity('acme', 'routes', 'r'))!.liveVersion, 0, 'the route did not go live alone');
+        assert.equal((await store.getChange('acme', c.id))!.status, 'open');
+
+        const rebased = await store.updateChangeItems('acme', c.id, [{ ...items[0]!, baseVersion: 1 }, items[1]!], audit('change.rebase'));
+        const out = await store.apply('acme', rebased.items, { actor: 'rita', author: 'ed', reviewer: 'rita', changeId: c.id, comment: 'ok', audits: [audit('a')] });
+        assert.deepEqual(out.versions.map((v) => [v.kind, v.version, v.author, v.reviewedBy, v.changeId]), [
+          ['upstreams', 2, 'ed', 'rita', c.id],
+          ['routes', 1, 'ed', 'rita', c.id],
+        ]);
+        assert.equal(out.change!.status, 'approved');
+        assert.equal(out.change!.decidedBy, 'rita');
+        await conflict(store.closeChange('acme', c.id, { status: 'withdrawn', actor: 'ed', comment: null }, audit('w')), 'state');
+
+        // Gray release: a new version served by chosen instances; live unchanged; promote makes it live.
+        await store.apply('acme', [{ op: 'gray', kind: 'routes', id: 'r', content: { up: 'u', gray: true }, baseVersion: 1, instances: ['gw-a'], version: null }], { actor: 'ada', author: 'ada', audits: [audit('g')] });
+        const live = await store.live();
+        assert.deepEqual(live.gray.map((g) => [g.routeId, g.version, g.baseVersion, g.instances]), [['r', 2, 1, ['gw-a']]]);
+        assert.deepEqual(live.entities.find((e) => e.id === 'r')!.content, { up: 'u' });
+        assert.equal((await store.getVersion('acme', 'routes', 'r', 2))!.channel, 'gray');
+        await conflict(store.apply('acme', [{ op: 'publish', kind: 'routes', id: 'r', content: null, baseVersion: 1 }], { actor: 'ada', author: 'ada', audits: [audit('d')] }), 'state');
+        await store.apply('acme', [{ op: 'promote', kind: 'routes', id: 'r', grayVersion: 2, baseVersion: 1 }], { actor: 'ada', author: 'ada', audits: [audit('pr')] });
+        assert.equal((await store.listGray('acme')).length, 0);
+        const r = (await store.getEntity('acme', 'routes', 'r'))!;
+        assert.deepEqual([r.live, r.liveVersion, r.pending], [{ up: 'u', gray: true }, 3, false]);
+        assert.equal(await store.deleteGray('acme', 'r', audit('s')), false);
+      }),
+    );
+
+    it(
       'persists across a reopen',
       withStore(async (t) => {
         if (!t.reopen) return;
-        await t.store.createTenant({ id: 'acme', name: 'Acme', reviewRequired: true }, audit('tenant.create'));
+        await t.store.createTenant({ id: 'acme', name: 'Acme', reviewRequired: true, skipReviewRoles: ['admin'] }, audit('tenant.create'));
         await t.store.writeDraft('acme', 'routes', 'r1', { draft: { x: 1 }, create: true, actor: 'a', audit: audit('c') });
         await t.store.publish('acme', 'routes', 'r1', { actor: 'a', audit: audit('p') });
         await t.store.close();

@@ -9,6 +9,11 @@ import { dirname } from 'node:path';
 import { openSqlite, type SqliteDatabase } from './sqlite-driver.js';
 import {
   StoreConflict,
+  type ApplyOptions,
+  type ChangeItem,
+  type ChangeRecord,
+  type ChangeStatus,
+  type GrayRecord,
   type ApiToken,
   type AuditInput,
   type AuditQuery,
@@ -69,6 +74,24 @@ const MIGRATIONS: string[] = [
   CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'audit records cannot be changed'); END;
   CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit records cannot be deleted'); END;
   `,
+  // 2: release controls (review policy, change requests, who reviewed a version, gray releases).
+  `
+  ALTER TABLE tenants ADD COLUMN skip_review_roles TEXT NOT NULL DEFAULT '["admin"]';
+  ALTER TABLE versions ADD COLUMN reviewed_by TEXT;
+  ALTER TABLE versions ADD COLUMN change_id INTEGER;
+  ALTER TABLE versions ADD COLUMN channel TEXT NOT NULL DEFAULT 'live';
+  CREATE TABLE changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL REFERENCES tenants(id), title TEXT NOT NULL, description TEXT,
+    status TEXT NOT NULL, author TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+    decided_by TEXT, decided_at TEXT, comment TEXT, items TEXT NOT NULL, versions TEXT NOT NULL DEFAULT '[]'
+  );
+  CREATE INDEX changes_tenant ON changes (tenant, status, id);
+  CREATE TABLE gray_releases (
+    tenant TEXT NOT NULL, route_id TEXT NOT NULL, version INTEGER NOT NULL, base_version INTEGER NOT NULL, content TEXT NOT NULL,
+    instances TEXT NOT NULL, created_by TEXT NOT NULL, created_at TEXT NOT NULL, change_id INTEGER,
+    PRIMARY KEY (tenant, route_id)
+  );
+  `,
 ];
 
 type Row = Record<string, unknown>;
@@ -78,7 +101,13 @@ const text = (v: unknown): string | null => (v === null || v === undefined ? nul
 const parse = <T>(v: unknown): T | null => (v === null || v === undefined ? null : (JSON.parse(String(v)) as T));
 
 function toTenant(r: Row): Tenant {
-  return { id: String(r.id), name: String(r.name), reviewRequired: Number(r.review_required) === 1, createdAt: String(r.created_at) };
+  return {
+    id: String(r.id),
+    name: String(r.name),
+    reviewRequired: Number(r.review_required) === 1,
+    skipReviewRoles: parse<Role[]>(r.skip_review_roles) ?? [],
+    createdAt: String(r.created_at),
+  };
 }
 function toUser(r: Row): User {
   return {
@@ -129,8 +158,41 @@ function toVersion(r: Row): VersionRecord {
     content: parse(r.content),
     author: String(r.author),
     publishedBy: String(r.published_by),
+    reviewedBy: (r.reviewed_by as string | null) ?? null,
+    changeId: r.change_id === null || r.change_id === undefined ? null : Number(r.change_id),
+    channel: r.channel === 'gray' ? 'gray' : 'live',
     createdAt: String(r.created_at),
     note: (r.note as string | null) ?? null,
+  };
+}
+function toChange(r: Row): ChangeRecord {
+  return {
+    tenant: String(r.tenant),
+    id: Number(r.id),
+    title: String(r.title),
+    description: (r.description as string | null) ?? null,
+    status: r.status as ChangeStatus,
+    author: String(r.author),
+    createdAt: String(r.created_at),
+    updatedAt: String(r.updated_at),
+    decidedBy: (r.decided_by as string | null) ?? null,
+    decidedAt: (r.decided_at as string | null) ?? null,
+    comment: (r.comment as string | null) ?? null,
+    items: parse<ChangeItem[]>(r.items) ?? [],
+    versions: parse<ChangeRecord['versions']>(r.versions) ?? [],
+  };
+}
+function toGray(r: Row): GrayRecord {
+  return {
+    tenant: String(r.tenant),
+    routeId: String(r.route_id),
+    version: Number(r.version),
+    baseVersion: Number(r.base_version),
+    content: parse<Record<string, unknown>>(r.content)!,
+    instances: parse<string[]>(r.instances) ?? [],
+    createdBy: String(r.created_by),
+    createdAt: String(r.created_at),
+    changeId: r.change_id === null || r.change_id === undefined ? null : Number(r.change_id),
   };
 }
 function toAudit(r: Row): AuditRecord {
@@ -236,9 +298,24 @@ export class SqliteStore implements Store {
     return this.tx(() => {
       if (this.d.prepare('SELECT 1 FROM tenants WHERE id = ?').get(t.id)) throw new StoreConflict('exists', `tenant "${t.id}" exists`);
       const createdAt = now();
-      this.d.prepare('INSERT INTO tenants (id, name, review_required, created_at) VALUES (?, ?, ?, ?)').run(t.id, t.name, t.reviewRequired ? 1 : 0, createdAt);
+      this.d
+        .prepare('INSERT INTO tenants (id, name, review_required, skip_review_roles, created_at) VALUES (?, ?, ?, ?, ?)')
+        .run(t.id, t.name, t.reviewRequired ? 1 : 0, JSON.stringify(t.skipReviewRoles), createdAt);
       this.audit(audit);
       return { ...t, createdAt };
+    });
+  }
+
+  async updateTenant(id: string, patch: Partial<Pick<Tenant, 'name' | 'reviewRequired' | 'skipReviewRoles'>>, audit: AuditInput): Promise<Tenant> {
+    return this.tx(() => {
+      const r = this.d.prepare('SELECT * FROM tenants WHERE id = ?').get(id);
+      if (!r) throw new StoreConflict('missing', `no tenant "${id}"`);
+      const t = { ...toTenant(r), ...patch };
+      this.d
+        .prepare('UPDATE tenants SET name = ?, review_required = ?, skip_review_roles = ? WHERE id = ?')
+        .run(t.name, t.reviewRequired ? 1 : 0, JSON.stringify(t.skipReviewRoles), id);
+      this.audit(audit);
+      return t;
     });
   }
 
@@ -424,8 +501,8 @@ export class SqliteStore implements Store {
         if (w.expectedRevision !== undefined && w.expectedRevision !== current.revision) {
           throw new StoreConflict('revision', `${kind} "${id}" changed since revision ${w.expectedRevision} (now ${current.revision})`);
         }
-        if (w.draft === null && current.liveVersion === 0) {
-          // Never published: nothing is live to remove, so the entity simply goes.
+        if (w.draft === null && current.live === null) {
+          // Nothing live to remove (never published, or its deletion is live): the entity simply goes.
           this.d.prepare('DELETE FROM entities WHERE tenant = ? AND kind = ? AND id = ?').run(tenant, kind, id);
           this.audit(w.audit);
           return { ...current, draft: null, revision: current.revision + 1, pending: false, updatedAt: at, updatedBy: w.actor };
@@ -450,22 +527,201 @@ export class SqliteStore implements Store {
       if (row === undefined) throw new StoreConflict('missing', `${kind} "${id}" does not exist`);
       const e = toEntity(row);
       if (!e.pending) throw new StoreConflict('nothing-to-publish', `${kind} "${id}" has no unpublished change`);
-      const last = this.d.prepare('SELECT max(version) AS v FROM versions WHERE tenant = ? AND kind = ? AND id = ?').get(tenant, kind, id);
-      const version = Number(last?.v ?? 0) + 1;
-      const at = now();
-      this.d
-        .prepare('INSERT INTO versions (tenant, kind, id, version, content, author, published_by, created_at, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
-        .run(tenant, kind, id, version, row.draft ?? null, e.updatedBy, p.actor, at, p.note ?? null);
-      let entity: EntityRecord | null = null;
-      if (e.draft === null) this.d.prepare('DELETE FROM entities WHERE tenant = ? AND kind = ? AND id = ?').run(tenant, kind, id);
-      else {
-        this.d.prepare('UPDATE entities SET live = draft, live_version = ? WHERE tenant = ? AND kind = ? AND id = ?').run(version, tenant, kind, id);
-        entity = toEntity(this.d.prepare('SELECT * FROM entities WHERE tenant = ? AND kind = ? AND id = ?').get(tenant, kind, id)!);
+      const item: ChangeItem = { op: 'publish', kind, id, content: e.draft, baseVersion: e.liveVersion, note: p.note };
+      const [version] = this.applyTx(tenant, [item], { actor: p.actor, author: e.updatedBy, note: p.note, audits: [p.audit] });
+      const after = this.d.prepare('SELECT * FROM entities WHERE tenant = ? AND kind = ? AND id = ?').get(tenant, kind, id);
+      return { entity: after && after.live !== null ? toEntity(after) : null, version: version! };
+    });
+  }
+
+  async apply(tenant: string, items: ChangeItem[], o: ApplyOptions): Promise<{ versions: VersionRecord[]; change: ChangeRecord | null }> {
+    return this.tx(() => {
+      const versions = this.applyTx(tenant, items, o);
+      let change: ChangeRecord | null = null;
+      if (o.changeId !== undefined) {
+        const at = now();
+        const r = this.d
+          .prepare("UPDATE changes SET status = 'approved', decided_by = ?, decided_at = ?, comment = ?, updated_at = ?, versions = ? WHERE tenant = ? AND id = ? AND status = 'open'")
+          .run(o.actor, at, o.comment ?? null, at, JSON.stringify(versions.map((v) => ({ kind: v.kind, id: v.id, version: v.version }))), tenant, o.changeId);
+        if (Number(r.changes) === 0) throw new StoreConflict('state', `change ${o.changeId} is not open`);
+        change = toChange(this.d.prepare('SELECT * FROM changes WHERE tenant = ? AND id = ?').get(tenant, o.changeId)!);
       }
+      return { versions, change };
+    });
+  }
+
+  /** The live version of an entity (0 when nothing is live and nothing was). */
+  private liveVersionOf(tenant: string, kind: EntityKind, id: string): { row: Row | undefined; liveVersion: number } {
+    const row = this.d.prepare('SELECT * FROM entities WHERE tenant = ? AND kind = ? AND id = ?').get(tenant, kind, id);
+    return { row, liveVersion: row ? Number(row.live_version) : 0 };
+  }
+
+  private nextVersion(tenant: string, kind: EntityKind, id: string): number {
+    const last = this.d.prepare('SELECT max(version) AS v FROM versions WHERE tenant = ? AND kind = ? AND id = ?').get(tenant, kind, id);
+    return Number(last?.v ?? 0) + 1;
+  }
+
+  private insertVersion(tenant: string, kind: EntityKind, id: string, content: Record<string, unknown> | null, o: ApplyOptions, channel: 'live' | 'gray', note: string | undefined): VersionRecord {
+    const version = this.nextVersion(tenant, kind, id);
+    this.d
+      .prepare('INSERT INTO versions (tenant, kind, id, version, content, author, published_by, reviewed_by, change_id, channel, created_at, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(tenant, kind, id, version, text(content), o.author, o.actor, o.reviewer ?? null, o.changeId ?? null, channel, now(), note ?? o.note ?? null);
+    return toVersion(this.d.prepare('SELECT * FROM versions WHERE tenant = ? AND kind = ? AND id = ? AND version = ?').get(tenant, kind, id, version)!);
+  }
+
+  /** Make `content` the live state of an entity as a new version; the draft stays as it is. */
+  private goLive(tenant: string, kind: EntityKind, id: string, row: Row | undefined, content: Record<string, unknown> | null, o: ApplyOptions, note: string | undefined): VersionRecord {
+    const v = this.insertVersion(tenant, kind, id, content, o, 'live', note);
+    const at = now();
+    if (row === undefined) {
+      this.d
+        .prepare('INSERT INTO entities (tenant, kind, id, draft, revision, live, live_version, created_at, updated_at, updated_by) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?)')
+        .run(tenant, kind, id, text(content), text(content), v.version, at, at, o.author);
+    } else if (content === null && row.draft === null) {
+      this.d.prepare('DELETE FROM entities WHERE tenant = ? AND kind = ? AND id = ?').run(tenant, kind, id);
+    } else if (row.draft === row.live && row.draft !== text(content)) {
+      // No draft was being worked on (it equalled the live state): it follows the new live state (a rollback).
+      this.d
+        .prepare('UPDATE entities SET live = ?, draft = ?, live_version = ?, revision = revision + 1, updated_at = ?, updated_by = ? WHERE tenant = ? AND kind = ? AND id = ?')
+        .run(text(content), text(content), v.version, at, o.author, tenant, kind, id);
+    } else {
+      this.d.prepare('UPDATE entities SET live = ?, live_version = ? WHERE tenant = ? AND kind = ? AND id = ?').run(text(content), v.version, tenant, kind, id);
+    }
+    return v;
+  }
+
+  /** Check every item against the current state first (all or nothing), then apply them; inside a transaction. */
+  private applyTx(tenant: string, items: ChangeItem[], o: ApplyOptions): VersionRecord[] {
+    const moved: Array<Record<string, unknown>> = [];
+    const seen = new Set<string>();
+    for (const it of items) {
+      const key = `${it.kind}/${it.id}`;
+      if (seen.has(key)) throw new StoreConflict('state', `${it.kind} "${it.id}" appears twice in one change`);
+      seen.add(key);
+      const { row, liveVersion } = this.liveVersionOf(tenant, it.kind, it.id);
+      if (liveVersion !== it.baseVersion) moved.push({ kind: it.kind, id: it.id, baseVersion: it.baseVersion, currentVersion: liveVersion });
+      const gray = it.kind === 'routes' ? this.d.prepare('SELECT * FROM gray_releases WHERE tenant = ? AND route_id = ?').get(tenant, it.id) : undefined;
+      if (it.op === 'publish') {
+        if (it.content === null && (row === undefined || row.live === null)) throw new StoreConflict('state', `${it.kind} "${it.id}" is not live: there is nothing to delete`);
+        if (it.content === null && gray) throw new StoreConflict('state', `route "${it.id}" has an active gray release: stop or promote it before deleting the route`);
+      } else if (it.op === 'gray') {
+        if (gray) throw new StoreConflict('state', `route "${it.id}" already has an active gray release (version ${Number(gray.version)}): stop it first`);
+        if (it.version !== null && !this.d.prepare('SELECT 1 FROM versions WHERE tenant = ? AND kind = ? AND id = ? AND version = ?').get(tenant, 'routes', it.id, it.version)) {
+          throw new StoreConflict('missing', `route "${it.id}" has no version ${it.version}`);
+        }
+      } else if (!gray || Number(gray.version) !== it.grayVersion) {
+        throw new StoreConflict('state', `route "${it.id}" has no active gray release of version ${it.grayVersion}`);
+      }
+    }
+    if (moved.length) {
+      const list = moved.map((m) => `${String(m.kind)} "${String(m.id)}" (based on version ${String(m.baseVersion)}, live is ${String(m.currentVersion)})`).join(', ');
+      throw new StoreConflict('base', `the live version moved on since the change was made: ${list}; rebase the change`, moved);
+    }
+    const out: VersionRecord[] = [];
+    for (const it of items) {
+      const { row } = this.liveVersionOf(tenant, it.kind, it.id);
+      if (it.op === 'publish') out.push(this.goLive(tenant, it.kind, it.id, row, it.content, o, it.note));
+      else if (it.op === 'gray') {
+        let version = it.version;
+        if (version === null) {
+          const v = this.insertVersion(tenant, 'routes', it.id, it.content, o, 'gray', it.note ?? `gray release to ${it.instances.join(', ')}`);
+          out.push(v);
+          version = v.version;
+        }
+        this.d
+          .prepare('INSERT INTO gray_releases (tenant, route_id, version, base_version, content, instances, created_by, created_at, change_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+          .run(tenant, it.id, version, it.baseVersion, JSON.stringify(it.content), JSON.stringify(it.instances), o.author, now(), o.changeId ?? null);
+      } else {
+        const gray = toGray(this.d.prepare('SELECT * FROM gray_releases WHERE tenant = ? AND route_id = ?').get(tenant, it.id)!);
+        out.push(this.goLive(tenant, 'routes', it.id, row, gray.content, o, `promoted gray version ${gray.version}`));
+        this.d.prepare('DELETE FROM gray_releases WHERE tenant = ? AND route_id = ?').run(tenant, it.id);
+      }
+    }
+    this.d.prepare("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_revision'").run();
+    for (const a of o.audits) this.audit(a);
+    return out;
+  }
+
+  // ---- change requests
+
+  async createChange(c: Pick<ChangeRecord, 'tenant' | 'title' | 'description' | 'author' | 'items'>, audit: AuditInput): Promise<ChangeRecord> {
+    return this.tx(() => {
+      const at = now();
+      const r = this.d
+        .prepare("INSERT INTO changes (tenant, title, description, status, author, created_at, updated_at, items) VALUES (?, ?, ?, 'open', ?, ?, ?, ?)")
+        .run(c.tenant, c.title, c.description, c.author, at, at, JSON.stringify(c.items));
+      const id = Number(r.lastInsertRowid);
+      this.audit({ ...audit, entityId: String(id) });
+      return toChange(this.d.prepare('SELECT * FROM changes WHERE id = ?').get(id)!);
+    });
+  }
+
+  async getChange(tenant: string, id: number): Promise<ChangeRecord | null> {
+    const r = this.d.prepare('SELECT * FROM changes WHERE tenant = ? AND id = ?').get(tenant, id);
+    return r ? toChange(r) : null;
+  }
+
+  async listChanges(tenant: string, q: { status?: ChangeStatus; author?: string; limit: number; offset: number }): Promise<{ items: ChangeRecord[]; total: number }> {
+    let where = 'tenant = ?';
+    const params: unknown[] = [tenant];
+    if (q.status !== undefined) {
+      where += ' AND status = ?';
+      params.push(q.status);
+    }
+    if (q.author !== undefined) {
+      where += ' AND author = ?';
+      params.push(q.author);
+    }
+    const total = Number(this.d.prepare(`SELECT count(*) AS n FROM changes WHERE ${where}`).get(...params)!.n);
+    const items = this.d.prepare(`SELECT * FROM changes WHERE ${where} ORDER BY id DESC LIMIT ? OFFSET ?`).all(...params, q.limit, q.offset).map(toChange);
+    return { items, total };
+  }
+
+  async closeChange(tenant: string, id: number, d: { status: 'rejected' | 'withdrawn'; actor: string; comment: string | null }, audit: AuditInput): Promise<ChangeRecord> {
+    return this.tx(() => {
+      const at = now();
+      const r = this.d
+        .prepare("UPDATE changes SET status = ?, decided_by = ?, decided_at = ?, comment = ?, updated_at = ? WHERE tenant = ? AND id = ? AND status = 'open'")
+        .run(d.status, d.actor, at, d.comment, at, tenant, id);
+      if (Number(r.changes) === 0) {
+        if (!this.d.prepare('SELECT 1 FROM changes WHERE tenant = ? AND id = ?').get(tenant, id)) throw new StoreConflict('missing', `no change ${id}`);
+        throw new StoreConflict('state', `change ${id} is not open`);
+      }
+      this.audit(audit);
+      return toChange(this.d.prepare('SELECT * FROM changes WHERE id = ?').get(id)!);
+    });
+  }
+
+  async updateChangeItems(tenant: string, id: number, items: ChangeItem[], audit: AuditInput): Promise<ChangeRecord> {
+    return this.tx(() => {
+      const r = this.d
+        .prepare("UPDATE changes SET items = ?, updated_at = ? WHERE tenant = ? AND id = ? AND status = 'open'")
+        .run(JSON.stringify(items), now(), tenant, id);
+      if (Number(r.changes) === 0) {
+        if (!this.d.prepare('SELECT 1 FROM changes WHERE tenant = ? AND id = ?').get(tenant, id)) throw new StoreConflict('missing', `no change ${id}`);
+        throw new StoreConflict('state', `change ${id} is not open`);
+      }
+      this.audit(audit);
+      return toChange(this.d.prepare('SELECT * FROM changes WHERE id = ?').get(id)!);
+    });
+  }
+
+  // ---- gray releases
+
+  async listGray(tenant?: string): Promise<GrayRecord[]> {
+    const rows = tenant === undefined
+      ? this.d.prepare('SELECT * FROM gray_releases ORDER BY tenant, route_id').all()
+      : this.d.prepare('SELECT * FROM gray_releases WHERE tenant = ? ORDER BY route_id').all(tenant);
+    return rows.map(toGray);
+  }
+
+  async deleteGray(tenant: string, routeId: string, audit: AuditInput): Promise<boolean> {
+    return this.tx(() => {
+      const r = this.d.prepare('DELETE FROM gray_releases WHERE tenant = ? AND route_id = ?').run(tenant, routeId);
+      if (Number(r.changes) === 0) return false;
       this.d.prepare("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_revision'").run();
-      this.audit(p.audit);
-      const v = toVersion(this.d.prepare('SELECT * FROM versions WHERE tenant = ? AND kind = ? AND id = ? AND version = ?').get(tenant, kind, id, version)!);
-      return { entity, version: v };
+      this.audit(audit);
+      return true;
     });
   }
 
@@ -487,7 +743,8 @@ export class SqliteStore implements Store {
         .prepare('SELECT tenant, kind, id, live, live_version FROM entities WHERE live IS NOT NULL ORDER BY tenant, kind, id')
         .all()
         .map((r) => ({ tenant: String(r.tenant), kind: r.kind as EntityKind, id: String(r.id), content: parse<Record<string, unknown>>(r.live)!, version: Number(r.live_version) }));
-      return { revision, entities };
+      const gray = this.d.prepare('SELECT * FROM gray_releases ORDER BY tenant, route_id').all().map(toGray);
+      return { revision, entities, gray };
     } finally {
       this.d.exec('COMMIT');
     }

@@ -17,8 +17,10 @@ export type Role = (typeof ROLES)[number];
 export interface Tenant {
   id: string;
   name: string;
-  /** Changes need a reviewer's approval before they go live (issue: release controls). */
+  /** Changes need a reviewer's approval before they go live. */
   reviewRequired: boolean;
+  /** Roles that may publish directly with `skipReview` when review is required (every such publish is audited as such). */
+  skipReviewRoles: Role[];
   createdAt: string;
 }
 
@@ -91,8 +93,75 @@ export interface VersionRecord {
   /** Who wrote the draft that became this version, and who published it. */
   author: string;
   publishedBy: string;
+  /** Who approved the change that published it (null: published directly). */
+  reviewedBy: string | null;
+  /** The change request it came from (null: published directly). */
+  changeId: number | null;
+  /** 'live': it went live when published; 'gray': it was published to chosen gateway instances only. */
+  channel: 'live' | 'gray';
   createdAt: string;
   note: string | null;
+}
+
+/**
+ * One step of a change request, applied atomically with the others of its change:
+ * - publish: make `content` the live state of the entity (null: delete it), if its live version is still `baseVersion`;
+ * - gray: serve `content` on the named gateway instances only, as a new version (or as existing `version`);
+ * - promote: make the route's active gray release the live version everywhere.
+ */
+export type ChangeItem =
+  | { op: 'publish'; kind: EntityKind; id: string; content: Record<string, unknown> | null; baseVersion: number; note?: string }
+  | { op: 'gray'; kind: 'routes'; id: string; content: Record<string, unknown>; baseVersion: number; instances: string[]; version: number | null; note?: string }
+  | { op: 'promote'; kind: 'routes'; id: string; grayVersion: number; baseVersion: number };
+
+export const CHANGE_STATUSES = ['open', 'approved', 'rejected', 'withdrawn'] as const;
+export type ChangeStatus = (typeof CHANGE_STATUSES)[number];
+
+/** A change request: one or more items reviewed and applied together or not at all. */
+export interface ChangeRecord {
+  tenant: string;
+  id: number;
+  title: string;
+  description: string | null;
+  status: ChangeStatus;
+  author: string;
+  createdAt: string;
+  updatedAt: string;
+  /** Who approved, rejected or withdrew it, when, and what they said. */
+  decidedBy: string | null;
+  decidedAt: string | null;
+  comment: string | null;
+  items: ChangeItem[];
+  /** The versions its approval created. */
+  versions: Array<{ kind: EntityKind; id: string; version: number }>;
+}
+
+/** A route version served by chosen gateway instances only; the others serve the live version. */
+export interface GrayRecord {
+  tenant: string;
+  routeId: string;
+  version: number;
+  /** The live version when it started: promote is refused once the live version has moved on. */
+  baseVersion: number;
+  content: Record<string, unknown>;
+  instances: string[];
+  createdBy: string;
+  createdAt: string;
+  changeId: number | null;
+}
+
+/** How a set of change items is applied (directly, or by approving change `changeId`). */
+export interface ApplyOptions {
+  actor: string;
+  /** Who wrote the content (the change's author; the actor when published directly). */
+  author: string;
+  /** The reviewer, when applied by approving a change. */
+  reviewer?: string;
+  changeId?: number;
+  comment?: string;
+  note?: string;
+  /** One record per item at least; all written in the same transaction. */
+  audits: AuditInput[];
 }
 
 /** What an audit record says about one mutating call. */
@@ -137,8 +206,10 @@ export interface ListOptions {
 /** A write was refused because the caller's view is stale or the entity's state does not allow it. */
 export class StoreConflict extends Error {
   constructor(
-    readonly reason: 'revision' | 'exists' | 'missing' | 'nothing-to-publish',
+    readonly reason: 'revision' | 'exists' | 'missing' | 'nothing-to-publish' | 'base' | 'state',
     message: string,
+    /** For 'base': which entity moved on, from which version to which. */
+    readonly details?: Array<Record<string, unknown>>,
   ) {
     super(message);
     this.name = 'StoreConflict';
@@ -160,6 +231,8 @@ export interface DraftWrite {
 export interface LiveState {
   revision: number;
   entities: Array<{ tenant: string; kind: EntityKind; id: string; content: Record<string, unknown>; version: number }>;
+  /** Active gray releases (route versions served by chosen instances only). */
+  gray: GrayRecord[];
 }
 
 export interface Store {
@@ -168,6 +241,7 @@ export interface Store {
   close(): Promise<void>;
 
   createTenant(t: Omit<Tenant, 'createdAt'>, audit: AuditInput): Promise<Tenant>;
+  updateTenant(id: string, patch: Partial<Pick<Tenant, 'name' | 'reviewRequired' | 'skipReviewRoles'>>, audit: AuditInput): Promise<Tenant>;
   getTenant(id: string): Promise<Tenant | null>;
   listTenants(): Promise<Tenant[]>;
 
@@ -200,12 +274,30 @@ export interface Store {
   writeDraft(tenant: string, kind: EntityKind, id: string, w: DraftWrite): Promise<EntityRecord>;
   /** Make the draft live as a new version (a drafted deletion removes the live entity). */
   publish(tenant: string, kind: EntityKind, id: string, p: { actor: string; note?: string; audit: AuditInput }): Promise<{ entity: EntityRecord | null; version: VersionRecord }>;
+  /**
+   * Apply change items in one transaction: every publish/promote item's base version must still be the live
+   * version (else StoreConflict 'base' naming them, and nothing changes); with changeId, the change must be open
+   * and becomes approved.
+   */
+  apply(tenant: string, items: ChangeItem[], o: ApplyOptions): Promise<{ versions: VersionRecord[]; change: ChangeRecord | null }>;
   listVersions(tenant: string, kind: EntityKind, id: string): Promise<VersionRecord[]>;
   getVersion(tenant: string, kind: EntityKind, id: string, version: number): Promise<VersionRecord | null>;
   /** Every live entity, and the config revision (bumped by every publish). */
   live(): Promise<LiveState>;
   /** The config revision alone, cheap: callers poll it to learn of publishes made by other processes. */
   liveRevision(): Promise<number>;
+
+  createChange(c: Pick<ChangeRecord, 'tenant' | 'title' | 'description' | 'author' | 'items'>, audit: AuditInput): Promise<ChangeRecord>;
+  getChange(tenant: string, id: number): Promise<ChangeRecord | null>;
+  listChanges(tenant: string, q: { status?: ChangeStatus; author?: string; limit: number; offset: number }): Promise<{ items: ChangeRecord[]; total: number }>;
+  /** Close an open change without applying it (rejected, withdrawn); StoreConflict 'state' when it is not open. */
+  closeChange(tenant: string, id: number, d: { status: 'rejected' | 'withdrawn'; actor: string; comment: string | null }, audit: AuditInput): Promise<ChangeRecord>;
+  /** Replace an open change's items (a rebase onto the current live versions). */
+  updateChangeItems(tenant: string, id: number, items: ChangeItem[], audit: AuditInput): Promise<ChangeRecord>;
+
+  listGray(tenant?: string): Promise<GrayRecord[]>;
+  /** Stop a gray release (its instances serve the live version again); false when none was active. */
+  deleteGray(tenant: string, routeId: string, audit: AuditInput): Promise<boolean>;
 
   appendAudit(a: AuditInput): Promise<AuditRecord>;
   queryAudit(q: AuditQuery): Promise<AuditRecord[]>;

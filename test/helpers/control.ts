@@ -29,7 +29,8 @@ export interface TestControl {
   call(method: string, url: string, opts?: { token?: string; body?: unknown; headers?: Record<string, string>; cookie?: string }): Promise<Call>;
   /** Create a user with a role in a tenant and return a token of theirs (narrowed when `narrow`). */
   member(tenant: string, role: Role, name?: string): Promise<string>;
-  tenant(id: string): Promise<void>;
+  /** Create a tenant; without review unless asked (most tests are about something else). */
+  tenant(id: string, opts?: { reviewRequired?: boolean; skipReviewRoles?: Role[] }): Promise<void>;
   logs: string[];
 }
 
@@ -75,8 +76,8 @@ export async function startControl(): Promise<TestControl> {
     root,
     call,
     logs,
-    async tenant(id) {
-      const r = await call('POST', '/api/v1/tenants', { token: root, body: { id, name: id.toUpperCase() } });
+    async tenant(id, opts = {}) {
+      const r = await call('POST', '/api/v1/tenants', { token: root, body: { id, name: id.toUpperCase(), reviewRequired: opts.reviewRequired ?? false, ...(opts.skipReviewRoles ? { skipReviewRoles: opts.skipReviewRoles } : {}) } });
       if (r.status !== 201) throw new Error(`tenant ${id}: ${r.status} ${r.text}`);
     },
     async member(tenant, role, name) {
