@@ -107,6 +107,19 @@ describe('review before publish', () => {
     assert.equal((await ctl.call('GET', `${T}/changes?status=bogus`, { token: viewer })).status, 400);
   });
 
+  it('an action with a JSON content type and no body is taken; a malformed body is refused', async () => {
+    await ok(editor, 'POST', `${T}/routes`, { id: 'r4', paths: ['/r4'], upstreamId: 'u1' });
+    const c = (await ok(editor, 'POST', `${T}/routes/r4/publish`, {}, [202])).body.change;
+    const headers = { authorization: `Bearer ${editor}`, 'content-type': 'application/json' };
+    const bad = await ctl.cp.app.inject({ method: 'POST', url: `${T}/changes/${c.id}/withdraw`, headers, payload: '{"oops' });
+    assert.equal(bad.statusCode, 400);
+    const proto = await ctl.cp.app.inject({ method: 'POST', url: `${T}/changes/${c.id}/reject`, headers: { ...headers, authorization: `Bearer ${reviewer}` }, payload: '{"__proto__": {"x": 1}, "comment": "c"}' });
+    assert.equal(proto.statusCode, 400, 'prototype poisoning is refused');
+    const empty = await ctl.cp.app.inject({ method: 'POST', url: `${T}/changes/${c.id}/withdraw`, headers });
+    assert.equal(empty.statusCode, 200, empty.body);
+    assert.equal(JSON.parse(empty.body).status, 'withdrawn');
+  });
+
   it('the skip-review lane: only the roles the tenant allows, and audited as such', async () => {
     await ok(editor, 'POST', `${T}/routes`, { id: 'hot', paths: ['/hot'], upstreamId: 'u1' });
     const denied = await ctl.call('POST', `${T}/routes/hot/publish`, { token: editor, body: { skipReview: true } });

@@ -458,7 +458,7 @@ export class ReleaseControls {
           note: b.note,
           refusal: 'this gray release would make the config of its instances invalid',
         });
-        if (!out.applied) return out;
+        if (!out.applied) return { change: out.change };
         const g = (await this.store.listGray(tenant)).find((x) => x.routeId === b.routeId)!;
         ctx.reply.status(201);
         return this.grayView(g, await this.instancesOrNull());
@@ -500,7 +500,7 @@ export class ReleaseControls {
         }
         const item: ChangeItem = { op: 'promote', kind: 'routes', id: routeId, grayVersion: g.version, baseVersion: g.baseVersion };
         const out = await this.release(ctx, tenant, [item], { skipReview: b.skipReview, title: `Promote gray version ${g.version} of route ${routeId}`, note: b.note, refusal: 'promoting this gray release would make the live config invalid' });
-        if (!out.applied) return out;
+        if (!out.applied) return { change: out.change };
         return { promoted: true, routeId, grayVersion: g.version, version: out.versions[0]?.version };
       },
     });

@@ -101,6 +101,14 @@ export class ControlPlane implements ReleaseHost {
     this.release = new ReleaseControls(this);
     this.app = Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024, trustProxy: false, return503OnClosing: true });
     this.app.setErrorHandler((err, _req, reply) => this.sendError(reply, err));
+    // JSON bodies with fastify's own parser (it refuses __proto__ and constructor.prototype); an empty body
+    // with a JSON content type is no body, as curl sends for an action such as withdraw.
+    const json = this.app.getDefaultJsonParser('error', 'error');
+    this.app.removeContentTypeParser('application/json');
+    this.app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+      if (body === '') done(null, undefined);
+      else json(req, body as string, done);
+    });
     this.app.setNotFoundHandler((_req, reply) => this.sendError(reply, new ApiError('GH_ERR_ROUTE_NOT_FOUND', 'no admin API route matches the request')));
     this.defineRoutes();
     for (const r of this.routes) this.register(r);
@@ -858,7 +866,7 @@ export class ControlPlane implements ReleaseHost {
           note: b.note,
           refusal: 'publishing this would make the live config invalid',
         });
-        if (!out.applied) return out;
+        if (!out.applied) return { change: out.change };
         const after = await this.store.getEntity(tenant, kind, e.id);
         return { version: out.versions[0]!.version, entity: after?.live ? this.view(after) : null };
       },
@@ -908,7 +916,7 @@ export class ControlPlane implements ReleaseHost {
           note,
           refusal: `version ${b.version} no longer fits the live config`,
         });
-        if (!out.applied) return out;
+        if (!out.applied) return { change: out.change };
         const after = await this.store.getEntity(tenant, kind, v.id);
         return { version: out.versions[0]!.version, rolledBackTo: b.version, entity: after?.live ? this.view(after) : null };
       },
