@@ -28,7 +28,7 @@ function api(port: number, method: string, path: string, opts: { token?: string;
         host: '127.0.0.1',
         port,
         method,
-        path: `/api/v1${path}`,
+        path: path.startsWith('/admin/') ? path : `/api/v1${path}`,
         agent: false,
         headers: { ...(payload ? { 'content-type': 'application/json' } : {}), ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}) },
       },
@@ -138,4 +138,17 @@ test('all-in-one: first admin, API changes published to the workers, nothing dro
   await waitUntil('served after restart', 5000, async () => ((await get(gw.proxyPort, '/open/x')).status === 200 ? true : undefined), 50);
   assert.ok(!gw.stderr.includes('First start'), 'the admin exists already');
   assert.equal((await api(adminPort, 'POST', '/login', { body: { username: 'admin', password } })).status, 200);
+
+  // Gray release in all-in-one mode: this process is the one instance, named in the instance list.
+  const [self] = (await call('GET', '/instances')).body.items as Array<{ id: string }>;
+  assert.equal((await call('PATCH', '/tenants/shop/routes/open', { methods: ['POST'] })).status, 200);
+  const gray = await call('POST', '/admin/services/gray/shop/routes', { routeId: 'open', instances: [self!.id], version: 'draft' });
+  assert.equal(gray.status, 201, JSON.stringify(gray.body));
+  await waitUntil('the gray version served here', 2000, async () => ((await get(gw.proxyPort, '/open/x')).status === 404 ? true : undefined), 20);
+  await waitUntil('reported as serving', 2000, async () => {
+    const g = (await call('GET', '/admin/services/gray/shop/routes')).body.items[0];
+    return g.instances[0].state === 'serving' ? true : undefined;
+  });
+  assert.equal((await call('DELETE', '/admin/services/gray/shop/routes/open')).status, 200);
+  await waitUntil('back on the live version', 2000, async () => ((await get(gw.proxyPort, '/open/x')).status === 200 ? true : undefined), 20);
 });
