@@ -277,3 +277,16 @@ describe('versions: diff and rollback of one entity', () => {
     assert.equal((await ctl.call('POST', `${T}/routes/roll/rollback`, { token: acmeViewer, body: { version: 1 } })).status, 404, 'other tenants cannot');
   });
 });
+
+describe('upstream nodes', () => {
+  it('lists the static nodes of an upstream (live, else draft) with their source; other tenants get 404', async () => {
+    const T = '/api/v1/tenants/acme';
+    const r = await ctl.call('POST', `${T}/upstreams`, { token: acmeEditor, body: { id: 'nodes-u', nodes: [{ host: '10.0.0.1', port: 80, weight: 3, metadata: { zone: 'a' } }] } });
+    assert.equal(r.status, 201, r.text);
+    const n = await ctl.call('GET', `${T}/upstreams/nodes-u/nodes`, { token: acmeViewer });
+    assert.equal(n.status, 200, n.text);
+    assert.deepEqual(n.body.items, [{ host: '10.0.0.1', port: 80, weight: 3, metadata: { zone: 'a' }, source: 'static', health: 'unknown' }]);
+    assert.equal((await ctl.call('GET', `${T}/upstreams/nodes-u/nodes`, { token: betaEditor })).status, 404);
+    assert.equal((await ctl.call('GET', `${T}/upstreams/none/nodes`, { token: acmeViewer })).status, 404);
+  });
+});

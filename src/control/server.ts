@@ -29,6 +29,15 @@ import { lowerRole, ReleaseControls, type LiveChange, type ReleaseHost } from '.
 
 export { ApiError, ROLE_PERMISSIONS, diff, type Access, type ApiRoute, type Ctx, type Permission, type Principal } from './api.js';
 
+export interface UpstreamNodeInfo {
+  host: string;
+  port: number;
+  weight: number;
+  metadata?: Record<string, unknown>;
+  source: string;
+  health: 'healthy' | 'unhealthy' | 'unknown';
+}
+
 export interface ControlPlaneOptions {
   store: Store;
   plugins: PluginRegistry;
@@ -40,6 +49,11 @@ export interface ControlPlaneOptions {
    * route's gray release started, stopped or was promoted).
    */
   onPublish?: (revision: number, changes: Array<{ tenant: string; kind: EntityKind | 'gray'; id: string }>) => void;
+  /**
+   * The nodes an upstream runs with: its static nodes and those its discovery source reports, with their
+   * health where this process runs the gateway (`upstreamKey` is the id gateways use: "<tenant>.<id>").
+   */
+  upstreamNodes?: (upstreamKey: string, content: Record<string, unknown>) => Promise<{ nodes: UpstreamNodeInfo[]; discovery: unknown }>;
   /** The gateway instances serving this control plane's config (etcd registrations, or the local gateway). */
   instances?: () => Promise<Array<{ id: string; gray?: Array<{ tenant: string; routeId: string; version: number }> }>>;
 }
@@ -871,6 +885,25 @@ export class ControlPlane implements ReleaseHost {
         return { version: out.versions[0]!.version, entity: after?.live ? this.view(after) : null };
       },
     });
+    if (kind === 'upstreams') {
+      add({
+        method: 'GET',
+        url: `${base}/:id/nodes`,
+        access: { kind: 'tenant', perm: 'read' },
+        summary: 'The nodes the upstream runs with (its live state, else its draft): static and discovered, with metadata, source and health where known.',
+        handler: async (ctx) => {
+          const e = await get(ctx);
+          const content = e.live ?? e.draft;
+          if (!content) throw new ApiError('GH_ERR_ADMIN_NOT_FOUND', `upstream "${e.id}" has neither a live state nor a draft`);
+          if (!this.opts.upstreamNodes) {
+            const nodes = ((content.nodes as UpstreamNodeInfo[] | undefined) ?? []).map((n) => ({ host: n.host, port: n.port, weight: n.weight ?? 1, ...(n.metadata ? { metadata: n.metadata } : {}), source: 'static', health: 'unknown' as const }));
+            return { items: nodes, discovery: null };
+          }
+          const r = await this.opts.upstreamNodes(`${e.tenant}.${e.id}`, content);
+          return { items: r.nodes, discovery: r.discovery };
+        },
+      });
+    }
     add({
       method: 'GET',
       url: `${base}/:id/versions`,
