@@ -10,6 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { StringEnum } from '../model/common.js';
 import { validateSchema, type ConfigProblem } from '../model/validate.js';
 import { parseRule } from '../core/cidr.js';
+import { checkResolverAddresses } from '../discovery/dns.js';
 
 const Port = (def: number, description: string) => Type.Integer({ minimum: 0, maximum: 65535, default: def, description });
 
@@ -83,6 +84,113 @@ export const ConfigProviderSettings = Type.Object(
   { additionalProperties: false, default: {}, description: 'Config source of the gateway.' },
 );
 
+/** PEM files for TLS to a discovery source (read when the source is first used). */
+const DiscoveryTls = Type.Object(
+  {
+    ca: Type.Optional(Type.String({ description: 'PEM file of the CA that signed the server certificates.' })),
+    cert: Type.Optional(Type.String({ description: 'PEM file of a client certificate, for servers that require one.' })),
+    key: Type.Optional(Type.String({ description: "PEM file of the client certificate's key." })),
+    rejectUnauthorized: Type.Boolean({ default: true, description: 'Refuse servers whose certificate does not verify.' }),
+  },
+  { additionalProperties: false, description: 'TLS to the source (https addresses).' },
+);
+
+export const DnsDiscoverySettings = Type.Object(
+  {
+    resolvers: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
+        minItems: 1,
+        maxItems: 16,
+        description: 'DNS servers to ask, as "ip", "ip:port" or "[ipv6]:port", tried in order; default: the system resolvers (/etc/resolv.conf).',
+      }),
+    ),
+    timeout: Type.Integer({ minimum: 10, maximum: 60000, default: 2000, description: 'Milliseconds one query may take before it is sent again (or the lookup fails).' }),
+    tries: Type.Integer({ minimum: 1, maximum: 10, default: 2, description: 'How many times a query is sent to each resolver before the lookup fails.' }),
+    minTtl: Type.Integer({ minimum: 1, maximum: 86400, default: 1, description: 'Seconds an answer is kept at least before the name is looked up again (answers with a smaller TTL, 0 included, are kept this long).' }),
+    maxTtl: Type.Integer({ minimum: 1, maximum: 86400, default: 300, description: 'Seconds an answer is kept at most, whatever its TTL.' }),
+    retryInterval: Type.Integer({ minimum: 100, maximum: 600000, default: 2000, description: 'Milliseconds before a failed lookup is tried again; doubles with each failure in a row, up to maxTtl.' }),
+    family: StringEnum(['ipv4-first', 'ipv4', 'ipv6', 'both'], {
+      default: 'ipv4-first',
+      description: 'Address records used: ipv4-first (A records, or AAAA when a name has no A record), ipv4 (A only), ipv6 (AAAA only), both.',
+    }),
+  },
+  { additionalProperties: false, default: {}, description: 'The dns discovery source: A/AAAA and SRV lookups.' },
+);
+export type DnsDiscoverySettings = Static<typeof DnsDiscoverySettings>;
+
+export const EtcdDiscoverySettings = Type.Object(
+  {
+    endpoints: Type.Optional(
+      Type.Array(Type.String(), {
+        minItems: 1,
+        description: 'etcd client URLs, tried in turn; default: configProvider.endpoints (with its user, password and TLS) when configProvider.type is etcd.',
+      }),
+    ),
+    prefix: Type.String({ pattern: '^/', default: '/gatehouse/registry', description: 'Registry prefix: instances of service S are the keys <prefix>/S/<instance id>.' }),
+    username: Type.Optional(Type.String({ description: 'etcd user, when etcd has auth enabled.' })),
+    password: Type.Optional(Type.String({ description: 'Password of the etcd user; GATEHOUSE_DISCOVERY_ETCD_PASSWORD keeps it out of the file.' })),
+    tls: Type.Optional(DiscoveryTls),
+    timeout: Type.Integer({ minimum: 100, maximum: 60000, default: 2000, description: 'Milliseconds one etcd request may take.' }),
+  },
+  { additionalProperties: false, default: {}, description: 'The etcd discovery source: a registry prefix services write their instances under.' },
+);
+export type EtcdDiscoverySettings = Static<typeof EtcdDiscoverySettings>;
+
+export const ConsulClusterSettings = Type.Object(
+  {
+    name: Type.String({
+      pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$',
+      description: 'The name upstreams use in discovery.cluster; GATEHOUSE_DISCOVERY_CONSUL_<NAME>_TOKEN (name upper-cased, "-" as "_") sets its token.',
+    }),
+    address: Type.String({ pattern: '^https?://[^/?#]+/?$', description: 'The Consul HTTP API: http(s)://host:port.' }),
+    token: Type.Optional(Type.String({ description: 'ACL token sent with every request; empty for none.' })),
+    datacenter: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: "Datacenter to ask about; default: the agent's own." })),
+    tls: Type.Optional(DiscoveryTls),
+    wait: Type.Integer({ minimum: 1000, maximum: 600000, default: 30000, description: 'Milliseconds a blocking query waits for a change before Consul answers anyway.' }),
+    timeout: Type.Integer({ minimum: 100, maximum: 60000, default: 5000, description: 'Milliseconds a request may take beyond its blocking wait.' }),
+    kvPrefix: Type.String({ default: 'upstreams', description: 'consul-kv: the KV folder holding one folder of nodes per service.' }),
+  },
+  { additionalProperties: false, description: 'One Consul cluster.' },
+);
+export type ConsulClusterSettings = Static<typeof ConsulClusterSettings>;
+
+export const DiscoverySettings = Type.Object(
+  {
+    emptyGracePeriod: Type.Integer({
+      minimum: 0,
+      maximum: 86_400_000,
+      default: 30000,
+      description: 'Milliseconds a source must keep answering "no nodes" before an upstream loses the nodes it had; upstreams may override it.',
+    }),
+    startWait: Type.Integer({
+      minimum: 0,
+      maximum: 60000,
+      default: 3000,
+      description: 'Milliseconds a config that needs a new discovery watch waits for its first answer before it is applied (at start and on changes); 0 applies at once.',
+    }),
+    dns: DnsDiscoverySettings,
+    etcd: EtcdDiscoverySettings,
+    consul: Type.Array(ConsulClusterSettings, {
+      default: [],
+      description: 'Consul clusters (consul and consul-kv sources); an upstream names one in discovery.cluster, and the first is used when it names none.',
+    }),
+  },
+  { additionalProperties: false, default: {}, description: 'Service discovery sources that upstreams name in their discovery field (see docs/discovery).' },
+);
+export type DiscoverySettings = Static<typeof DiscoverySettings>;
+
+/**
+ * The Consul cluster an upstream names (discovery.cluster), or the first one configured when it names none.
+ * Throws an Error saying what is missing when there is no such cluster.
+ */
+export function consulCluster(discovery: DiscoverySettings, name?: string): ConsulClusterSettings {
+  if (discovery.consul.length === 0) throw new Error('no Consul cluster is configured (settings: discovery.consul)');
+  if (name === undefined) return discovery.consul[0]!;
+  const found = discovery.consul.find((c) => c.name === name);
+  if (!found) throw new Error(`no Consul cluster named "${name}" in discovery.consul (known: ${discovery.consul.map((c) => c.name).join(', ')})`);
+  return found;
+}
+
 export const AccessLogSettings = Type.Object(
   {
     enabled: Type.Boolean({ default: true, description: 'Write one JSON line per request to stdout.' }),
@@ -118,7 +226,7 @@ export const Settings = Type.Object(
       { additionalProperties: false, default: {}, description: 'Plugins beyond the built-in ones.' },
     ),
     shutdownTimeout: Type.Integer({ minimum: 0, default: 30000, description: 'Milliseconds SIGTERM waits for in-flight requests before exiting.' }),
-    discovery: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Named discovery sources (see docs/discovery).' })),
+    discovery: DiscoverySettings,
   },
   { additionalProperties: false, description: 'Static settings of a Gatehouse process.' },
 );
@@ -180,10 +288,16 @@ function coerce(schema: TSchema, raw: string): unknown {
  */
 export function applyEnv(target: Record<string, unknown>, env: NodeJS.ProcessEnv): string[] {
   const unknown: string[] = [];
+  const consulTokens: Array<[string, string]> = [];
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith('GATEHOUSE_') || value === undefined) continue;
     // Read by the control plane at first start, never part of the settings tree.
     if (name === 'GATEHOUSE_ADMIN_PASSWORD') continue;
+    // A Consul cluster's token: the clusters are a list, placed after the list itself may have come from the env.
+    if (CONSUL_TOKEN_ENV.test(name)) {
+      consulTokens.push([name, value]);
+      continue;
+    }
     let rest = name.slice('GATEHOUSE_'.length);
     let schema: TSchema = Settings;
     let obj: Record<string, unknown> = target;
@@ -208,7 +322,40 @@ export function applyEnv(target: Record<string, unknown>, env: NodeJS.ProcessEnv
     }
     if (!placed) unknown.push(name);
   }
+  for (const [name, value] of consulTokens) if (!applyConsulToken(target, name, value)) unknown.push(name);
   return unknown;
+}
+
+const CONSUL_TOKEN_ENV = /^GATEHOUSE_DISCOVERY_CONSUL_(.+)_TOKEN$/;
+
+/** GATEHOUSE_DISCOVERY_CONSUL_<NAME>_TOKEN: the token of the listed cluster whose name, upper-cased with "-" as "_", is NAME. */
+function applyConsulToken(target: Record<string, unknown>, name: string, value: string): boolean {
+  const wanted = CONSUL_TOKEN_ENV.exec(name)![1]!;
+  const discovery = target.discovery as { consul?: unknown } | undefined;
+  const clusters = Array.isArray(discovery?.consul) ? (discovery.consul as unknown[]) : [];
+  const cluster = clusters.find(
+    (c): c is Record<string, unknown> =>
+      typeof c === 'object' && c !== null && typeof (c as { name?: unknown }).name === 'string' && (c as { name: string }).name.toUpperCase().replace(/-/g, '_') === wanted,
+  );
+  if (!cluster) return false;
+  cluster.token = value;
+  return true;
+}
+
+/** Rules over the discovery section the schema cannot say. */
+function checkDiscoverySettings(d: DiscoverySettings): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const names = new Set<string>();
+  d.consul.forEach((c, i) => {
+    const envKey = c.name.toUpperCase().replace(/-/g, '_');
+    if (names.has(envKey)) problems.push({ path: `discovery.consul[${i}].name`, message: `duplicates the cluster name "${c.name}"` });
+    names.add(envKey);
+  });
+  if (d.dns.minTtl > d.dns.maxTtl) problems.push({ path: 'discovery.dns.minTtl', message: `must not be above maxTtl (${d.dns.maxTtl})` });
+  (d.dns.resolvers ?? []).forEach((r, i) => {
+    for (const message of checkResolverAddresses([r])) problems.push({ path: `discovery.dns.resolvers[${i}]`, message });
+  });
+  return problems;
 }
 
 function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
@@ -255,6 +402,7 @@ export function loadSettings(opts: LoadSettingsOptions = {}): { settings: Settin
     const r = parseRule(e);
     return typeof r === 'string' ? [{ path: `proxy.trustedProxies[${i}]`, message: r }] : [];
   });
+  bad.push(...checkDiscoverySettings(settings.discovery));
   if (bad.length) throw new SettingsError(bad, source);
   settings.instanceId ??= `${hostname()}-${settings.proxy.http}`;
   return { settings, unknownEnv };

@@ -28,6 +28,8 @@ import { ControlError, type PluginServices } from './plugins/types.js';
 import { LocalLimits } from './limits/local.js';
 import type { SharedLimits } from './limits/types.js';
 import { RedisClients } from './limits/redis-clients.js';
+import type { DiscoveredNode } from '../discovery/types.js';
+import { mergeNodes } from '../discovery/spec.js';
 
 /** A control action's answer in one process. */
 export interface ControlResult {
@@ -211,6 +213,12 @@ export class Gateway {
     return this.snapshot;
   }
 
+  /**
+   * Discovered nodes by discovery key, as the process that watches the sources last sent them; kept across
+   * configs, so a config that uses a key gets its nodes at once.
+   */
+  readonly discovered = new Map<string, DiscoveredNode[]>();
+
   /** Compile and swap in a new config. Throws (and keeps the old config) if it cannot be compiled. */
   applyConfig(cfg: DeclarativeConfig, revision: number): void {
     this.pluginState.beginLoad();
@@ -226,6 +234,7 @@ export class Gateway {
         logger: this.log,
         state: this.pluginState,
         services: this.services,
+        discovered: this.discovered,
       },
       this.snapshot,
     );
@@ -233,6 +242,35 @@ export class Gateway {
     this.pools.sweep();
     this.pluginState.sweep();
     this.metrics.configReloads++;
+  }
+
+  /**
+   * Take a discovery key's new node list (null: the key is no longer watched). Every upstream using the key
+   * gets its static nodes plus these at once; requests in flight keep their node and its connection, and the
+   * pools of nodes no upstream has any more are closed once their requests finish. Returns how many upstreams
+   * changed.
+   */
+  setDiscoveredNodes(key: string, nodes: DiscoveredNode[] | null): number {
+    if (nodes === null) {
+      // The upstreams of the config in service keep what they have until a config without them arrives.
+      this.discovered.delete(key);
+      return 0;
+    }
+    this.discovered.set(key, nodes);
+    const snap = this.snapshot;
+    if (!snap) return 0;
+    let changed = 0;
+    for (const rt of snap.upstreams.values()) {
+      if (rt.discoveryKey !== key) continue;
+      rt.setNodes(mergeNodes(rt.config.nodes, nodes));
+      changed++;
+    }
+    if (changed > 0) {
+      this.pools.beginGeneration();
+      for (const rt of snap.upstreams.values()) rt.retainPools();
+      this.pools.sweep();
+    }
+    return changed;
   }
 
   /**
@@ -422,7 +460,8 @@ export class Gateway {
   /** Hand the request to the proxy exchange. */
   private forward(ctx: Context, route: RouteRuntime, hasBody: boolean): void {
     const up = ctx.upstream;
-    const hostHeader = up.passHost === 'pass' ? ctx.fwd.host || up.nodeHost(up.nodes[0]!) : up.passHost === 'rewrite' ? up.upstreamHost! : '';
+    const first = up.nodes[0];
+    const hostHeader = up.passHost === 'pass' ? ctx.fwd.host || (first ? up.nodeHost(first) : '') : up.passHost === 'rewrite' ? up.upstreamHost! : '';
     const exchange = new Exchange(ctx, this.health, ctx.path, hostHeader, hasBody || ctx.bufferedBody !== null, up.passHost === 'node', this.finish);
     exchange.run();
   }

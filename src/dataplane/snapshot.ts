@@ -22,6 +22,8 @@ import type { PluginRegistry } from './plugins/registry.js';
 import { compileChain, type Chain, type ChainBuildEnv, type PluginConfigAt } from './plugins/chain.js';
 import type { PluginStateStore } from './plugins/state.js';
 import type { PluginServices } from './plugins/types.js';
+import type { DiscoveredNode } from '../discovery/types.js';
+import { discoveryKeyOf, mergeNodes } from '../discovery/spec.js';
 
 export interface RouteRuntime extends ProxyTarget {
   id: string;
@@ -49,6 +51,8 @@ export interface SnapshotDeps {
   metrics: Metrics;
   state: PluginStateStore;
   services: PluginServices;
+  /** Discovered nodes by discovery key, as last received; upstreams with discovery add them to their static nodes. */
+  discovered?: ReadonlyMap<string, DiscoveredNode[]>;
 }
 
 /** Build a snapshot. Upstreams whose config did not change keep their runtime (balancer position, pools). */
@@ -56,14 +60,17 @@ export function compileSnapshot(cfg: DeclarativeConfig, revision: number, deps: 
   deps.pools.beginGeneration();
   const upstreams = new Map<string, UpstreamRuntime>();
   const runtimeFor = (key: string, body: UpstreamBody): UpstreamRuntime => {
+    // The latest discovered nodes apply at once: a reload never leaves a discovered upstream without nodes.
+    const dkey = discoveryKeyOf(body);
+    const nodes = dkey === null ? body.nodes : mergeNodes(body.nodes, deps.discovered?.get(dkey));
     const old = prev?.upstreams.get(key);
     if (old && JSON.stringify(old.config) === JSON.stringify(body)) {
       // Same config: keep the runtime; re-resolving its nodes marks their pools as used by this generation.
-      old.setNodes(body.nodes);
+      old.setNodes(nodes);
       upstreams.set(key, old);
       return old;
     }
-    const rt = new UpstreamRuntime(key, body, deps.nodes, deps.pools);
+    const rt = new UpstreamRuntime(key, body, deps.nodes, deps.pools, nodes);
     upstreams.set(key, rt);
     return rt;
   };
@@ -145,6 +152,12 @@ export function listUpstreams(cfg: DeclarativeConfig): Array<{ key: string; body
   for (const s of cfg.services) if (!s.upstreamId && s.upstream) out.push({ key: `service:${s.id}`, body: s.upstream });
   for (const r of cfg.routes) if (r.enabled !== false && !r.upstreamId && r.upstream) out.push({ key: `route:${r.id}`, body: r.upstream });
   return out;
+}
+
+/** The nodes an upstream body runs with, given the discovered nodes by key: its static nodes plus its source's. */
+export function effectiveNodes(body: UpstreamBody, discovered: (key: string) => readonly DiscoveredNode[] | undefined): UpstreamBody['nodes'] {
+  const dkey = discoveryKeyOf(body);
+  return dkey === null ? body.nodes : mergeNodes(body.nodes, discovered(dkey));
 }
 
 /** The health checker's view of a config's upstreams; `nodesFor` supplies the node objects to keep in step. */

@@ -1,6 +1,6 @@
 /**
  * @module model/upstream
- * Upstream: a set of nodes, a balancer, timeouts, retries and health checks.
+ * Upstream: a set of nodes (static, discovered, or both), a balancer, timeouts, retries and health checks.
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { Description, Id, Labels, StringEnum, Timeouts } from './common.js';
@@ -92,6 +92,43 @@ export const UpstreamTls = Type.Object(
   { additionalProperties: false, description: 'TLS settings when scheme is https.' },
 );
 
+export const DISCOVERY_TYPES = ['dns', 'etcd', 'consul', 'consul-kv'] as const;
+
+export const UpstreamDiscovery = Type.Object(
+  {
+    type: StringEnum(DISCOVERY_TYPES, {
+      description: 'The discovery source: dns (A/AAAA or SRV records), etcd (a registry prefix), consul (the service catalog) or consul-kv (a KV folder).',
+    }),
+    service: Type.String({
+      minLength: 1,
+      maxLength: 512,
+      description:
+        'What to follow: a DNS name (dns; names starting with "_" are SRV names), the service name under the registry prefix (etcd), the Consul service name (consul), or the folder under the KV prefix (consul-kv).',
+    }),
+    cluster: Type.Optional(
+      Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$', description: 'consul, consul-kv: the cluster named in the settings (discovery.consul); default: the first one there.' }),
+    ),
+    tags: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 256 }), {
+        maxItems: 64,
+        description: 'Only instances carrying every one of these tags (consul: service tags; etcd: the metadata.tags list of each instance).',
+      }),
+    ),
+    port: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 65535, description: 'dns: the port of the nodes an A/AAAA name gives; default 80, or 443 with scheme https. SRV records carry their own.' }),
+    ),
+    emptyGracePeriod: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 86_400_000,
+        description: 'Milliseconds the source must keep answering "no nodes" before this upstream loses the nodes it had; default: discovery.emptyGracePeriod of the settings.',
+      }),
+    ),
+  },
+  { additionalProperties: false, description: 'Where the nodes come from at run time, besides (or instead of) the static nodes.' },
+);
+export type UpstreamDiscovery = Static<typeof UpstreamDiscovery>;
+
 /** Upstream fields without the id: used inline in routes and services. */
 export const UpstreamBody = Type.Object(
   {
@@ -100,7 +137,12 @@ export const UpstreamBody = Type.Object(
     labels: Type.Optional(Labels),
     type: BalancerType,
     hashOn: Type.Optional(HashOn),
-    nodes: Type.Array(UpstreamNode, { minItems: 1, maxItems: 10000, description: 'The nodes traffic is balanced over.' }),
+    nodes: Type.Array(UpstreamNode, {
+      maxItems: 10000,
+      default: [],
+      description: 'The static nodes traffic is balanced over; required unless discovery is set, whose nodes are added to these.',
+    }),
+    discovery: Type.Optional(UpstreamDiscovery),
     scheme: StringEnum(['http', 'https'], { default: 'http', description: 'Protocol to the nodes.' }),
     passHost: StringEnum(['pass', 'node', 'rewrite'], {
       default: 'pass',

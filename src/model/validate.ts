@@ -8,7 +8,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import type { TSchema } from '@sinclair/typebox';
 import { DeclarativeConfig } from './declarative.js';
-import type { UpstreamBody } from './upstream.js';
+import type { UpstreamBody, UpstreamDiscovery } from './upstream.js';
 
 /** One problem with a config, located by its field path ("routes[2].paths[0]"). */
 export interface ConfigProblem {
@@ -120,7 +120,33 @@ function checkUpstreamBody(u: UpstreamBody, path: string, problems: ConfigProble
     if (seen.has(k)) problems.push({ path: `${path}.nodes[${i}]`, message: `duplicates node ${k}` });
     seen.add(k);
   });
-  if (u.nodes.every((n) => n.weight === 0)) problems.push({ path: `${path}.nodes`, message: 'needs at least one node with a weight above 0' });
+  if (u.discovery) checkDiscovery(u.discovery, `${path}.discovery`, problems);
+  else if (u.nodes.length === 0) problems.push({ path: `${path}.nodes`, message: 'is required: give at least one node, or a discovery source' });
+  else if (u.nodes.every((n) => n.weight === 0)) problems.push({ path: `${path}.nodes`, message: 'needs at least one node with a weight above 0' });
+}
+
+/** A DNS name: labels of letters, digits, "-" and "_" (SRV names), dot-separated, an optional final dot. */
+const DNS_NAME = /^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
+
+/** The discovery field's rules per source type (which fields a type uses, what its service names look like). */
+function checkDiscovery(d: UpstreamDiscovery, path: string, problems: ConfigProblem[]): void {
+  const onlyFor = (field: 'cluster' | 'tags' | 'port', types: string) => problems.push({ path: `${path}.${field}`, message: `is only used with type ${types}` });
+  switch (d.type) {
+    case 'dns':
+      if (!DNS_NAME.test(d.service)) problems.push({ path: `${path}.service`, message: 'must be a DNS name (letters, digits, "-" and "_" in dot-separated labels)' });
+      if (d.cluster !== undefined) onlyFor('cluster', 'consul or consul-kv');
+      if (d.tags !== undefined) onlyFor('tags', 'consul or etcd');
+      break;
+    case 'etcd':
+      if (d.service.includes('/') || d.service === '.' || d.service === '..' || /\s/.test(d.service)) {
+        problems.push({ path: `${path}.service`, message: 'must be one key segment: no "/", no whitespace, not "." or ".."' });
+      }
+      if (d.cluster !== undefined) onlyFor('cluster', 'consul or consul-kv');
+      if (d.port !== undefined) onlyFor('port', 'dns');
+      break;
+    default:
+      break;
+  }
 }
 
 function checkPlugins(

@@ -1,8 +1,8 @@
 /**
  * @module process/primary
- * The primary process of a gateway: loads and validates config, forks one worker per core, broadcasts config
- * and health state to them, restarts a worker that dies, serves the status port, reloads on SIGHUP and
- * drains on SIGTERM.
+ * The primary process of a gateway: loads and validates config, forks one worker per core, follows the
+ * discovery sources its upstreams name, broadcasts config, discovered nodes and health state to the workers,
+ * restarts a worker that dies, serves the status port, reloads on SIGHUP and drains on SIGTERM.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
@@ -10,7 +10,7 @@ import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import type { Settings } from '../config/settings.js';
 import type { DeclarativeConfig } from '../model/declarative.js';
-import { healthTargets } from '../dataplane/snapshot.js';
+import { effectiveNodes, healthTargets } from '../dataplane/snapshot.js';
 import { NodeRegistry } from '../dataplane/upstream/upstream.js';
 import { HealthChecker } from '../dataplane/upstream/health.js';
 import { mergeDumps, renderPrometheus, type MetricsDump } from '../status/metrics.js';
@@ -21,6 +21,9 @@ import type { PrimaryToWorker, WorkerToPrimary } from '../sync/messages.js';
 import { formatProblems } from '../config/declarative-file.js';
 import { loadPlugins } from '../plugins/load.js';
 import { PrimaryLimits } from './limits-ipc.js';
+import { DiscoveryManager } from '../discovery/manager.js';
+import { resolveDiscoverySettings } from '../discovery/index.js';
+import type { NodesMessage } from './discovery-messages.js';
 
 interface WorkerInfo {
   worker: Worker;
@@ -36,6 +39,13 @@ export interface PrimaryOptions {
   source: (plugins: PluginRegistry) => ConfigSource;
   /** Plugins already loaded by the caller (all-in-one shares them with the control plane). */
   plugins?: PluginRegistry;
+  /**
+   * The discovery manager to run with (all-in-one shares it with the control plane, which shows the nodes);
+   * default: one made from the settings. The primary closes it when it stops.
+   */
+  discovery?: DiscoveryManager;
+  /** Given a way to read the health of every node (all-in-one shows it with an upstream's nodes). */
+  exposeHealth?: (snapshot: () => Array<{ upstream: string; node: string; healthy: boolean }>) => void;
 }
 
 export async function runPrimary(opts: PrimaryOptions): Promise<void> {
@@ -61,21 +71,36 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   let configErrors = 0;
   let shuttingDown = false;
 
-  // Health state lives here, once for all workers.
+  // Discovery sources are followed here, once for all workers, which get every node list over IPC. The first
+  // config waits (at most discovery.startWait) for its sources' first answers, so workers start with nodes.
+  const discovery = opts.discovery ?? new DiscoveryManager({ settings: resolveDiscoverySettings(settings), log: log.child({ component: 'discovery' }) });
+  await discovery.prepare(config);
+  discovery.retain(config);
+
+  // Health state lives here, once for all workers; discovered nodes are probed like static ones.
   const nodes = new NodeRegistry();
   const health = new HealthChecker({ logger: log });
+  const discoveredNodes = (key: string) => discovery.nodes(key);
   const configureHealth = () => {
-    const ups = healthTargets(config, (key, body) => nodes.resolve(key, body.nodes));
+    const ups = healthTargets(config, (key, body) => nodes.resolve(key, effectiveNodes(body, discoveredNodes)));
     nodes.retain(new Set(ups.map((u) => u.key)));
     health.configure(ups);
   };
   configureHealth();
+  opts.exposeHealth?.(() => health.snapshot());
 
   const workers = new Map<number, WorkerInfo>();
-  const broadcast = (msg: PrimaryToWorker) => {
+  const broadcast = (msg: PrimaryToWorker | NodesMessage) => {
     for (const w of workers.values()) if (w.worker.isConnected()) w.worker.send(msg);
   };
   health.on('change', (c: { upstream: string; node: string; healthy: boolean }) => broadcast({ t: 'health', ...c }));
+  discovery.on('nodes', (key, list) => {
+    if (shuttingDown) return;
+    // Workers first: a health verdict on a new node must not reach a worker before the node does.
+    broadcast({ t: 'nodes', key, nodes: list });
+    configureHealth();
+  });
+  discovery.on('forget', (key) => broadcast({ t: 'nodes', key, nodes: null }));
 
   // The limits all workers share (limit-count, limit-req, limit-conn with policy local).
   const limits = new PrimaryLimits(
@@ -107,6 +132,8 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
     worker.on('message', (msg: WorkerToPrimary) => {
       switch (msg.t) {
         case 'hello':
+          // Node lists before the config, so the first config a worker compiles has them.
+          for (const [key, list] of discovery.snapshot()) worker.send({ t: 'nodes', key, nodes: list } satisfies NodesMessage);
           worker.send({ t: 'config', revision, config } satisfies PrimaryToWorker);
           for (const h of health.snapshot()) if (!h.healthy) worker.send({ t: 'health', upstream: h.upstream, node: h.node, healthy: false } satisfies PrimaryToWorker);
           break;
@@ -173,12 +200,21 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
     setTimeout(fork, 200).unref();
   });
 
+  // A config that names a new discovery source waits (at most discovery.startWait) for its first answer; a
+  // newer config arriving meanwhile supersedes it. The watches of the config in service keep running until
+  // the next one is applied.
+  let latestConfig = 0;
   source.on('config', (next, rev) => {
-    config = next;
-    revision = rev;
-    configureHealth();
-    broadcast({ t: 'config', revision, config });
-    log.info({ revision, routes: next.routes.length, upstreams: next.upstreams.length }, 'config reloaded');
+    const seq = ++latestConfig;
+    void discovery.prepare(next).then(() => {
+      if (seq !== latestConfig || shuttingDown) return;
+      config = next;
+      revision = rev;
+      configureHealth();
+      broadcast({ t: 'config', revision, config });
+      discovery.retain(next);
+      log.info({ revision, routes: next.routes.length, upstreams: next.upstreams.length }, 'config reloaded');
+    });
   });
   source.on('invalid', (problems) => {
     configErrors++;
@@ -198,6 +234,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
     log.info({ signal }, 'draining in-flight requests');
     source.close();
     health.close();
+    void discovery.close();
     limits.close();
     broadcast({ t: 'drain', timeout: settings.shutdownTimeout });
     const hardStop = setTimeout(() => {
@@ -265,9 +302,20 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
         // serving its last config, and pulling every gateway out of a load balancer would turn an etcd outage
         // into an outage. It is reported here and in gatehouse_config_source_up.
         const sourceHealth = source.health?.();
+        // Like the config source, a discovery source that is down leaves the gateway ready: its upstreams keep
+        // their last known nodes.
+        const discoveryHealth = discovery.health();
         return {
           ready: !shuttingDown && serving === count && current === count,
-          detail: { revision, workers: count, serving, current, configErrors, ...(sourceHealth ? { configSource: { ok: sourceHealth.ok, ...sourceHealth.detail } } : {}) },
+          detail: {
+            revision,
+            workers: count,
+            serving,
+            current,
+            configErrors,
+            ...(sourceHealth ? { configSource: { ok: sourceHealth.ok, ...sourceHealth.detail } } : {}),
+            ...(discoveryHealth.detail.watches > 0 ? { discovery: { ok: discoveryHealth.ok, ...discoveryHealth.detail } } : {}),
+          },
         };
       },
       metrics: async () => {
@@ -275,7 +323,13 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
         if (retired) dumps.push(mergeDumps([retired]));
         for (const d of dumps) d.configErrors = Math.max(d.configErrors, configErrors);
         const sourceHealth = source.health?.();
-        return renderPrometheus(dumps, { health: health.snapshot(), configRevision: revision, workers: workers.size, configSourceUp: sourceHealth ? sourceHealth.ok : undefined });
+        return renderPrometheus(dumps, {
+          health: health.snapshot(),
+          configRevision: revision,
+          workers: workers.size,
+          configSourceUp: sourceHealth ? sourceHealth.ok : undefined,
+          discovery: discovery.metrics(),
+        });
       },
       control: runControl,
     });

@@ -1,6 +1,6 @@
 /**
  * @module process/worker
- * A gateway worker process: runs the data plane, takes config and health state from the primary over IPC,
+ * A gateway worker process: runs the data plane, takes config, discovered nodes and health state from the primary over IPC,
  * reports passive health outcomes and metrics back, drains on request.
  */
 import type { Logger } from 'pino';
@@ -11,6 +11,7 @@ import { loadPlugins } from '../plugins/load.js';
 import type { PrimaryToWorker, WorkerToPrimary } from '../sync/messages.js';
 import { LeasedLimits } from '../dataplane/limits/leased.js';
 import { WorkerLimitsChannel } from './limits-ipc.js';
+import type { NodesMessage } from './discovery-messages.js';
 
 function send(msg: WorkerToPrimary): void {
   process.send?.(msg);
@@ -34,19 +35,27 @@ export async function runWorker(settings: Settings, log: Logger): Promise<void> 
     else pendingHealth.set(`${upstream}\0${node}`, healthy);
   };
 
-  process.on('message', (msg: PrimaryToWorker) => {
+  const applyPendingHealth = () => {
+    for (const [k, healthy] of pendingHealth) {
+      const [up, node] = k.split('\0') as [string, string];
+      const state = gateway.nodes.get(up)?.get(node);
+      if (state) {
+        state.healthy = healthy;
+        pendingHealth.delete(k);
+      }
+    }
+  };
+
+  process.on('message', (msg: PrimaryToWorker | NodesMessage) => {
     switch (msg.t) {
+      case 'nodes':
+        // Discovered nodes: every upstream using the key switches at once; requests in flight keep their node.
+        if (gateway.setDiscoveredNodes(msg.key, msg.nodes) > 0) applyPendingHealth();
+        break;
       case 'config': {
         try {
           gateway.applyConfig(msg.config, msg.revision);
-          for (const [k, healthy] of pendingHealth) {
-            const [up, node] = k.split('\0') as [string, string];
-            const state = gateway.nodes.get(up)?.get(node);
-            if (state) {
-              state.healthy = healthy;
-              pendingHealth.delete(k);
-            }
-          }
+          applyPendingHealth();
           send({ t: 'applied', revision: msg.revision });
         } catch (e) {
           log.error({ err: (e as Error).message, revision: msg.revision }, 'config could not be applied; keeping the previous one');

@@ -354,7 +354,37 @@ function renderTraffic(out: string[], merged: MetricsDump): void {
 }
 
 /** Merge worker dumps and render the Prometheus text exposition format. */
-export function renderPrometheus(dumps: MetricsDump[], extra: { health?: HealthSample[]; configRevision?: number; workers?: number; configSourceUp?: boolean } = {}): string {
+/** One discovery watch, as the process that runs the watches reports it. */
+export interface DiscoverySample {
+  /** The watch's spec key. */
+  key: string;
+  /** The discovery type (dns, etcd, consul, consul-kv). */
+  source: string;
+  service: string;
+  cluster: string;
+  nodes: number;
+  up: boolean;
+  errors: number;
+}
+
+/** The discovery families: nodes per watch, whether its source answers, and its failed reads. */
+function renderDiscovery(out: string[], samples: readonly DiscoverySample[]): void {
+  const labels = (d: DiscoverySample) => `source="${esc(d.source)}",cluster="${esc(d.cluster)}",service="${esc(d.service)}",watch="${esc(d.key)}"`;
+  out.push('# HELP gatehouse_discovery_nodes Nodes a discovery watch currently gives its upstreams (the last known ones while its source is down).');
+  out.push('# TYPE gatehouse_discovery_nodes gauge');
+  for (const d of samples) out.push(`gatehouse_discovery_nodes{${labels(d)}} ${d.nodes}`);
+  out.push('# HELP gatehouse_discovery_source_up Whether the last read of a discovery source worked (1) or failed (0, its last known nodes are kept).');
+  out.push('# TYPE gatehouse_discovery_source_up gauge');
+  for (const d of samples) out.push(`gatehouse_discovery_source_up{${labels(d)}} ${d.up ? 1 : 0}`);
+  out.push('# HELP gatehouse_discovery_errors_total Failed reads of a discovery source since its watch started.');
+  out.push('# TYPE gatehouse_discovery_errors_total counter');
+  for (const d of samples) out.push(`gatehouse_discovery_errors_total{${labels(d)}} ${d.errors}`);
+}
+
+export function renderPrometheus(
+  dumps: MetricsDump[],
+  extra: { health?: HealthSample[]; configRevision?: number; workers?: number; configSourceUp?: boolean; discovery?: readonly DiscoverySample[] } = {},
+): string {
   const merged = mergeDumps(dumps);
   const routes = new Map(merged.routes.map((r) => [r.route, { byStatus: new Map(r.byStatus), latency: r.latency, upstreamLatency: r.upstreamLatency }]));
   const { connections, configReloads: reloads, configErrors } = merged;
@@ -409,6 +439,7 @@ export function renderPrometheus(dumps: MetricsDump[], extra: { health?: HealthS
     out.push('# TYPE gatehouse_config_source_up gauge');
     out.push(`gatehouse_config_source_up ${extra.configSourceUp ? 1 : 0}`);
   }
+  if (extra.discovery !== undefined) renderDiscovery(out, extra.discovery);
   if (extra.workers !== undefined) {
     out.push('# HELP gatehouse_workers Gateway worker processes running.');
     out.push('# TYPE gatehouse_workers gauge');

@@ -67,8 +67,9 @@ export function startStatusServer(host: string, port: number, provider: StatusPr
     if (path === '/healthz') return provider.healthy() ? json(200, { status: 'ok' }) : json(503, { status: 'unhealthy' });
     if (path === '/readyz') {
       const r = provider.ready();
-      // Ready but serving without its config source (etcd down): still 200, since the gateway serves.
-      const degraded = (r.detail.configSource as { ok?: boolean } | undefined)?.ok === false;
+      // Ready but serving without its config source (etcd down) or a discovery source (last known nodes): still
+      // 200, since the gateway serves.
+      const degraded = (r.detail.configSource as { ok?: boolean } | undefined)?.ok === false || (r.detail.discovery as { ok?: boolean } | undefined)?.ok === false;
       return json(r.ready ? 200 : 503, { status: r.ready ? (degraded ? 'degraded' : 'ready') : 'not ready', ...r.detail });
     }
     if (path === '/metrics') {

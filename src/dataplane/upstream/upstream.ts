@@ -1,7 +1,7 @@
 /**
  * @module dataplane/upstream/upstream
- * An upstream at run time: its nodes (data that can change while serving), the balancer over them, the
- * connection pool of each node, and the timeouts and retry budget requests to it use.
+ * An upstream at run time: its nodes (static and discovered: data that can change while serving), the
+ * balancer over them, the connection pool of each node, and the timeouts and retry budget requests to it use.
  */
 import type { Pool } from 'undici';
 import type { HealthCheck, UpstreamBody, UpstreamNode } from '../../model/upstream.js';
@@ -10,6 +10,7 @@ import { createBalancer, createNodeState } from './balancers/index.js';
 import type { PoolOptions, PoolRegistry } from './pools.js';
 import { passiveFailureStatuses } from './health.js';
 import type { Balancer, NodeState, PickContext } from './types.js';
+import { discoveryKeyOf } from '../../discovery/spec.js';
 
 const NO_STATUSES: ReadonlySet<number> = new Set();
 
@@ -61,6 +62,8 @@ export class UpstreamRuntime {
   readonly healthCheck: HealthCheck | undefined;
   /** Statuses that count as a node failure for passive health (empty set when passive checks are off). */
   readonly failureStatuses: ReadonlySet<number>;
+  /** The key of the discovery watch whose nodes join the static ones, or null without discovery. */
+  readonly discoveryKey: string | null;
   nodes: NodeState[] = [];
   balancer!: Balancer;
   private pools = new Map<NodeState, Pool>();
@@ -71,6 +74,8 @@ export class UpstreamRuntime {
     config: UpstreamBody,
     private readonly registry: NodeRegistry,
     private readonly poolRegistry: PoolRegistry,
+    /** The nodes to start with (static plus discovered); default: the static nodes of `config`. */
+    nodes: UpstreamNode[] = config.nodes,
   ) {
     this.key = key;
     this.config = config;
@@ -88,7 +93,8 @@ export class UpstreamRuntime {
       idleTimeout: config.keepalive?.idleTimeout ?? 60000,
       tls: config.tls,
     };
-    this.setNodes(config.nodes);
+    this.discoveryKey = discoveryKeyOf(config);
+    this.setNodes(nodes);
   }
 
   /**
@@ -102,6 +108,11 @@ export class UpstreamRuntime {
     this.pools = pools;
     this.nodes = states;
     this.balancer = createBalancer(this.config.type ?? 'roundrobin', states, this.config.hashOn);
+  }
+
+  /** Mark this upstream's pools as in use by the current pool generation (see PoolRegistry.sweep). */
+  retainPools(): void {
+    for (const s of this.nodes) this.poolRegistry.get(s, this.poolOptions);
   }
 
   /** HOT PATH */
