@@ -105,6 +105,8 @@ test('all-in-one: first admin, API changes published to the workers, nothing dro
   assert.equal(withKey, 200);
   assert.equal(up.seen.at(-1)!.url, '/users/1');
   assert.equal(up.seen.at(-1)!.headers['x-consumer-username'], 'alice');
+  const nodes = await call('GET', '/tenants/shop/upstreams/users/nodes');
+  assert.deepEqual(nodes.body.items.map((n: { port: number; source: string }) => [n.port, n.source]), [[up.port, 'static']]);
 
   // A change published under load: every request succeeds, and all workers serve the change within a second.
   let running = true;

@@ -26,6 +26,12 @@ import { EtcdClient } from '../etcd/client.js';
 import { EtcdConfigSource } from '../cluster/etcd-source.js';
 import { EtcdPublisher } from '../cluster/publisher.js';
 import { InstanceRegistrar, listInstances } from '../cluster/instances.js';
+import { DiscoveryManager } from '../discovery/manager.js';
+import { resolveDiscoverySettings } from '../discovery/index.js';
+import { upstreamNodes, type UpstreamNodesOptions } from '../discovery/view.js';
+import type { UpstreamDiscoveryView } from '../discovery/spec.js';
+import type { UpstreamNodeInfo } from '../control/server.js';
+import { nodeKey } from '../dataplane/upstream/balancers/index.js';
 
 const USAGE = `Usage: gatehouse <command> [options]
 
@@ -177,6 +183,22 @@ export async function main(argv: string[]): Promise<number | void> {
   await runPrimary({ settings, log, source: (plugins) => new FileConfigSource(file, plugins) });
 }
 
+/**
+ * The control plane's view of an upstream's nodes: static and discovered (from this process's discovery
+ * manager when it runs the gateway, else by a one-off lookup), with the health this process knows of.
+ */
+function nodesView(opts: UpstreamNodesOptions, health: () => Array<{ upstream: string; node: string; healthy: boolean }>) {
+  return async (upstreamKey: string, content: Record<string, unknown>): Promise<{ nodes: UpstreamNodeInfo[]; discovery: unknown }> => {
+    const v = await upstreamNodes(content as UpstreamDiscoveryView, opts);
+    const known = new Map(health().filter((h) => h.upstream === upstreamKey).map((h) => [h.node, h.healthy]));
+    const nodes = v.nodes.map((n) => {
+      const h = known.get(nodeKey(n.host, n.port));
+      return { ...n, health: h === undefined ? ('unknown' as const) : h ? ('healthy' as const) : ('unhealthy' as const) };
+    });
+    return { nodes, discovery: v.discovery };
+  };
+}
+
 /** This gateway's instance id: the setting, or host name and proxy port (the name gray releases target). */
 function instanceIdOf(settings: Settings): string {
   return settings.instanceId ?? `${hostname()}-${settings.proxy.http}`;
@@ -199,11 +221,15 @@ async function startAllInOne(settings: Settings, log: Logger): Promise<number | 
   const source = new StoreConfigSource(store, plugins, `store ${join(settings.dataDir, 'gatehouse.db')}`, instanceIdOf(settings), log.child({ component: 'config' }));
   let revision = 0;
   source.on('config', (_c, rev) => (revision = rev));
+  // One discovery manager: the gateway's nodes come from it, and the admin API shows the same.
+  const discovery = new DiscoveryManager({ settings: resolveDiscoverySettings(settings), log: log.child({ component: 'discovery' }) });
+  let health: () => Array<{ upstream: string; node: string; healthy: boolean }> = () => [];
   const cp = new ControlPlane({
     store,
     plugins,
     logger: log.child({ component: 'admin' }),
     onPublish: () => source.notify(),
+    upstreamNodes: nodesView({ manager: discovery, log: log.child({ component: 'discovery' }) }, () => health()),
     // All-in-one: this process is the one gateway instance.
     instances: async () => [
       {
@@ -226,7 +252,7 @@ async function startAllInOne(settings: Settings, log: Logger): Promise<number | 
     return 1;
   }
   log.info({ address: `http://${settings.admin.host}:${adminPort}/api/v1`, store: store.driver }, 'admin API listening');
-  await runPrimary({ settings, log, plugins, source: () => source });
+  await runPrimary({ settings, log, plugins, source: () => source, discovery, exposeHealth: (snapshot) => (health = snapshot) });
   if (process.exitCode) return;
   // Where everything is, for the person at the terminal (the JSON log has it too).
   const p = settings.proxy;
@@ -349,6 +375,8 @@ async function startControlPlane(settings: Settings, log: Logger): Promise<numbe
     plugins,
     logger: log.child({ component: 'admin' }),
     onPublish: (_rev, changes) => void publisher.published(changes),
+    // No gateway runs here: discovered nodes by a one-off lookup with this process's discovery settings.
+    upstreamNodes: nodesView({ settings: resolveDiscoverySettings(settings), log: log.child({ component: 'discovery' }) }, () => []),
     instances: () => listInstances(client, prefix),
   });
   const adminPort = await listenAdmin(cp, settings, log);
