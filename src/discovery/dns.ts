@@ -11,6 +11,7 @@ import { isIP } from 'node:net';
 import type { DiscoverySettings, DnsDiscoverySettings } from '../config/settings.js';
 import type { DiscoveredNode, DiscoveryBackend, DiscoveryHandlers, DiscoveryLogger, DiscoverySpec, DiscoveryWatch } from './types.js';
 import { canonicalNodes, sameNodes } from './spec.js';
+import { WatchSet } from './watch-set.js';
 
 /** Answers that mean "this name has no such records" (the source is healthy, the answer is empty). */
 const NO_RECORDS = new Set(['ENODATA', 'ENOTFOUND']);
@@ -197,7 +198,7 @@ class DnsWatch implements DiscoveryWatch {
 class DnsBackend implements DiscoveryBackend {
   readonly type = 'dns' as const;
   readonly #settings: DnsDiscoverySettings;
-  readonly #watches = new Set<DnsWatch>();
+  readonly #watches = new WatchSet();
 
   constructor(settings: DnsDiscoverySettings) {
     const bad = checkResolverAddresses(settings.resolvers ?? []);
@@ -208,19 +209,11 @@ class DnsBackend implements DiscoveryBackend {
   watch(spec: DiscoverySpec, handlers: DiscoveryHandlers): DiscoveryWatch {
     if (spec.type !== 'dns') throw new Error(`the dns backend cannot follow a ${spec.type} source`);
     const w = new DnsWatch(this.#settings, spec, handlers);
-    this.#watches.add(w);
-    w.start();
-    return {
-      close: () => {
-        this.#watches.delete(w);
-        w.close();
-      },
-    };
+    return this.#watches.run(w);
   }
 
   async close(): Promise<void> {
-    for (const w of this.#watches) w.close();
-    this.#watches.clear();
+    this.#watches.closeAll();
   }
 }
 

@@ -14,6 +14,7 @@ import type { DiscoverySettings, EtcdDiscoverySettings } from '../config/setting
 import { EtcdClient, EtcdError, type KeyValue } from '../etcd/client.js';
 import type { DiscoveredNode, DiscoveryBackend, DiscoveryHandlers, DiscoveryLogger, DiscoverySpec, DiscoveryWatch } from './types.js';
 import { canonicalNodes, sameNodes } from './spec.js';
+import { WatchSet } from './watch-set.js';
 
 const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 5000;
@@ -188,7 +189,7 @@ class EtcdBackend implements DiscoveryBackend {
   readonly #settings: EtcdDiscoverySettings;
   readonly #log: DiscoveryLogger;
   #client: EtcdClient | null = null;
-  readonly #watches = new Set<EtcdServiceWatch>();
+  readonly #watches = new WatchSet();
 
   constructor(settings: EtcdDiscoverySettings, log: DiscoveryLogger) {
     if (!settings.endpoints?.length) {
@@ -224,19 +225,11 @@ class EtcdBackend implements DiscoveryBackend {
     if (spec.type !== 'etcd') throw new Error(`the etcd backend cannot follow a ${spec.type} source`);
     if (!spec.service || spec.service.includes('/')) throw new Error(`etcd discovery: service "${spec.service}" must be one key segment (no "/")`);
     const w = new EtcdServiceWatch(this.#clientFor(), this.#settings.prefix, spec, handlers, this.#log);
-    this.#watches.add(w);
-    w.start();
-    return {
-      close: () => {
-        this.#watches.delete(w);
-        w.close();
-      },
-    };
+    return this.#watches.run(w);
   }
 
   async close(): Promise<void> {
-    for (const w of this.#watches) w.close();
-    this.#watches.clear();
+    this.#watches.closeAll();
     const c = this.#client;
     this.#client = null;
     await c?.close();

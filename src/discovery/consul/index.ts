@@ -17,6 +17,7 @@ import { BlockingWatch, type BlockingOptions, type BlockingRead } from './blocki
 import { ConsulClient, ConsulError, type ConsulAnswer, type ConsulClusterConfig } from './client.js';
 import { parseHealthService, type ParsedNodes } from './health.js';
 import { parseKvService } from './kv.js';
+import { WatchSet } from '../watch-set.js';
 
 export { ConsulClient, ConsulError } from './client.js';
 export type { ConsulClusterConfig } from './client.js';
@@ -150,7 +151,7 @@ class ConsulBackend implements DiscoveryBackend {
   readonly #log: DiscoveryLogger;
   readonly #options: ConsulBackendOptions;
   readonly #clients = new Map<string, ConsulClient>();
-  readonly #watches = new Set<BlockingWatch>();
+  readonly #watches = new WatchSet();
   #closed = false;
 
   constructor(type: ConsulType, clusters: readonly ConsulClusterConfig[], log: DiscoveryLogger, options: ConsulBackendOptions) {
@@ -191,20 +192,12 @@ class ConsulBackend implements DiscoveryBackend {
     const fields: Record<string, unknown> = { source: this.type, cluster: cluster.name, service: spec.service };
     const read = this.type === 'consul' ? healthRead(client, spec, this.#log, fields) : kvRead(client, spec, this.#log, fields);
     const w = new BlockingWatch(read, handlers, this.#log, fields, { ...this.#options, waitMs: client.waitMs });
-    this.#watches.add(w);
-    w.start();
-    return {
-      close: () => {
-        this.#watches.delete(w);
-        w.close();
-      },
-    };
+    return this.#watches.run(w);
   }
 
   async close(): Promise<void> {
     this.#closed = true;
-    for (const w of this.#watches) w.close();
-    this.#watches.clear();
+    this.#watches.closeAll();
     const clients = [...this.#clients.values()];
     this.#clients.clear();
     await Promise.all(clients.map((c) => c.close()));
