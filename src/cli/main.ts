@@ -32,6 +32,7 @@ import { upstreamNodes, type UpstreamNodesOptions } from '../discovery/view.js';
 import type { UpstreamDiscoveryView } from '../discovery/spec.js';
 import type { UpstreamNodeInfo } from '../control/server.js';
 import { nodeKey } from '../dataplane/upstream/balancers/index.js';
+import { registerDashboard } from '../control/dashboard.js';
 
 const USAGE = `Usage: gatehouse <command> [options]
 
@@ -199,6 +200,15 @@ function nodesView(opts: UpstreamNodesOptions, health: () => Array<{ upstream: s
   };
 }
 
+/** The local gateway's Prometheus text (all-in-one: the status port this process serves). */
+async function localMetrics(settings: Settings): Promise<string> {
+  const h = settings.status.host;
+  const host = h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h.includes(':') ? `[${h}]` : h;
+  const res = await fetch(`http://${host}:${settings.status.port}/metrics`, { signal: AbortSignal.timeout(2000) });
+  if (!res.ok) throw new Error(`the status port answered ${res.status}`);
+  return res.text();
+}
+
 /** This gateway's instance id: the setting, or host name and proxy port (the name gray releases target). */
 function instanceIdOf(settings: Settings): string {
   return settings.instanceId ?? `${hostname()}-${settings.proxy.http}`;
@@ -230,6 +240,7 @@ async function startAllInOne(settings: Settings, log: Logger): Promise<number | 
     logger: log.child({ component: 'admin' }),
     onPublish: () => source.notify(),
     upstreamNodes: nodesView({ manager: discovery, log: log.child({ component: 'discovery' }) }, () => health()),
+    metrics: () => localMetrics(settings),
     // All-in-one: this process is the one gateway instance.
     instances: async () => [
       {
@@ -246,6 +257,7 @@ async function startAllInOne(settings: Settings, log: Logger): Promise<number | 
       },
     ],
   });
+  registerDashboard(cp.app, { logger: log.child({ component: 'dashboard' }) });
   const adminPort = await listenAdmin(cp, settings, log);
   if (adminPort === null) {
     await store.close();
@@ -379,6 +391,7 @@ async function startControlPlane(settings: Settings, log: Logger): Promise<numbe
     upstreamNodes: nodesView({ settings: resolveDiscoverySettings(settings), log: log.child({ component: 'discovery' }) }, () => []),
     instances: () => listInstances(client, prefix),
   });
+  registerDashboard(cp.app, { logger: log.child({ component: 'dashboard' }) });
   const adminPort = await listenAdmin(cp, settings, log);
   if (adminPort === null) {
     await store.close();

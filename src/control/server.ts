@@ -26,6 +26,7 @@ import { constantTimeEqual, dummyHash, hashPassword, newApiToken, newId, newSess
 import { LoginLimiter } from './login-limiter.js';
 import { ApiError, diff, isObject, ROLE_PERMISSIONS, type ApiRoute, type Ctx, type Permission, type Principal } from './api.js';
 import { lowerRole, ReleaseControls, type LiveChange, type ReleaseHost } from './release.js';
+import { summarizeRouteMetrics } from './dashboard.js';
 
 export { ApiError, ROLE_PERMISSIONS, diff, type Access, type ApiRoute, type Ctx, type Permission, type Principal } from './api.js';
 
@@ -54,6 +55,8 @@ export interface ControlPlaneOptions {
    * health where this process runs the gateway (`upstreamKey` is the id gateways use: "<tenant>.<id>").
    */
   upstreamNodes?: (upstreamKey: string, content: Record<string, unknown>) => Promise<{ nodes: UpstreamNodeInfo[]; discovery: unknown }>;
+  /** The local gateway's /metrics text, for GET /api/v1/tenants/{tenant}/metrics (absent: that route answers 404). */
+  metrics?: () => Promise<string>;
   /** The gateway instances serving this control plane's config (etcd registrations, or the local gateway). */
   instances?: () => Promise<Array<{ id: string; gray?: Array<{ tenant: string; routeId: string; version: number }> }>>;
 }
@@ -299,10 +302,16 @@ export class ControlPlane implements ReleaseHost {
       method: 'GET',
       url: '/api/v1/me',
       access: { kind: 'user' },
-      summary: 'The calling user, their tenants and roles.',
+      summary: 'The calling user, their tenants and roles (and, with a session cookie, its CSRF token).',
       handler: async (ctx) => {
         const p = ctx.principal!;
-        return { user: userView(p.user), memberships: await this.store.listMemberships(p.user.id), token: p.token ? { id: p.token.id, tenant: p.token.tenant, role: p.token.role } : null };
+        // The session's CSRF token too (a new dashboard tab needs it; other sites cannot read this answer: no CORS).
+        return {
+          user: userView(p.user),
+          memberships: await this.store.listMemberships(p.user.id),
+          token: p.token ? { id: p.token.id, tenant: p.token.tenant, role: p.token.role } : null,
+          ...(p.csrfToken !== null ? { csrfToken: p.csrfToken } : {}),
+        };
       },
     });
 
@@ -544,6 +553,23 @@ export class ControlPlane implements ReleaseHost {
           }))
           .sort((a, b) => a.name.localeCompare(b.name)),
       }),
+    });
+
+    add({
+      method: 'GET',
+      url: '/api/v1/tenants/:tenant/metrics',
+      access: { kind: 'tenant', perm: 'read' },
+      summary: "Traffic counters of the tenant's routes from the gateway since it started (requests by status, latency histogram), for the dashboard's overview; rates come from two readings.",
+      handler: async (ctx) => {
+        if (!this.opts.metrics) throw new ApiError('GH_ERR_ROUTE_NOT_FOUND', 'this control plane reads no gateway metrics');
+        let text: string;
+        try {
+          text = await this.opts.metrics();
+        } catch {
+          throw new ApiError('GH_ERR_ADMIN_CONFLICT', 'the gateway metrics cannot be read now');
+        }
+        return { at: new Date().toISOString(), routes: summarizeRouteMetrics(text, ctx.params.tenant!) };
+      },
     });
 
     // ---- audit
