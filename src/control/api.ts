@@ -84,3 +84,19 @@ export function diff(a: unknown, b: unknown, path = ''): Array<{ path: string; o
   return [{ path: here, op: 'replace', from: a, to: b }];
 }
 
+
+/** An integer query parameter within [min, max] (the default when absent), else 400 naming it. */
+export function intParam(query: Record<string, string | undefined>, name: string, def: number, min: number, max: number): number {
+  const raw = query[name];
+  const v = raw !== undefined ? Number(raw) : def;
+  if (!Number.isInteger(v) || v < min || v > max) {
+    const message = max === Number.MAX_SAFE_INTEGER ? (min === 0 ? 'must be a non-negative integer' : `must be an integer from ${min}`) : `must be an integer from ${min} to ${max}`;
+    throw new ApiError('GH_ERR_ADMIN_INVALID', undefined, [{ path: name, message }]);
+  }
+  return v;
+}
+
+/** limit (1 to `max`, default 50) and offset (0 or more) of a listing. */
+export function pageParams(query: Record<string, string | undefined>, max = 500): { limit: number; offset: number } {
+  return { limit: intParam(query, 'limit', 50, 1, max), offset: intParam(query, 'offset', 0, 0, Number.MAX_SAFE_INTEGER) };
+}

@@ -17,7 +17,7 @@ import type { PluginRegistry } from '../dataplane/plugins/registry.js';
 import { CHANGE_STATUSES, ROLES, StoreConflict, type AuditInput, type ChangeItem, type ChangeRecord, type ChangeStatus, type EntityKind, type GrayRecord, type Role, type Store } from '../store/types.js';
 import type { GrayOverride } from './compile.js';
 import { redactEntity } from './redact.js';
-import { ApiError, diff, type ApiRoute, type Ctx, type Permission, type Principal } from './api.js';
+import { ApiError, diff, pageParams, type ApiRoute, type Ctx, type Permission, type Principal } from './api.js';
 
 /** One entity's next live state, for checking the whole live config before anything is applied. */
 export interface LiveChange {
@@ -80,13 +80,18 @@ export class ReleaseControls {
       if (it.op === 'publish') changes.push({ kind: it.kind, id: it.id, content: it.content });
       else if (it.op === 'gray') gray.add.push({ tenant, routeId: it.id, version: it.version ?? 0, instances: it.instances, content: it.content });
       else {
-        const g = (await this.store.listGray(tenant)).find((x) => x.routeId === it.id);
+        const g = await this.grayOf(tenant, it.id);
         if (!g) throw new ApiError('GH_ERR_ADMIN_CONFLICT', `route "${it.id}" has no active gray release`);
         changes.push({ kind: 'routes', id: it.id, content: g.content });
         gray.drop.push(it.id);
       }
     }
     return { changes, gray };
+  }
+
+  /** The active gray release of a route, if any. */
+  private async grayOf(tenant: string, routeId: string): Promise<GrayRecord | undefined> {
+    return (await this.store.listGray(tenant)).find((g) => g.routeId === routeId);
   }
 
   private async check(tenant: string, items: ChangeItem[], refusal: string): Promise<void> {
@@ -260,10 +265,7 @@ export class ReleaseControls {
       access: { kind: 'tenant', perm: 'read' },
       summary: 'Change requests, newest first: filter by status (open, approved, rejected, withdrawn) and author; paging with limit and offset.',
       handler: async (ctx) => {
-        const limit = ctx.query.limit !== undefined ? Number(ctx.query.limit) : 50;
-        const offset = ctx.query.offset !== undefined ? Number(ctx.query.offset) : 0;
-        if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new ApiError('GH_ERR_ADMIN_INVALID', undefined, [{ path: 'limit', message: 'must be an integer from 1 to 500' }]);
-        if (!Number.isInteger(offset) || offset < 0) throw new ApiError('GH_ERR_ADMIN_INVALID', undefined, [{ path: 'offset', message: 'must be a non-negative integer' }]);
+        const { limit, offset } = pageParams(ctx.query);
         const status = ctx.query.status;
         if (status !== undefined && !(CHANGE_STATUSES as readonly string[]).includes(status)) {
           throw new ApiError('GH_ERR_ADMIN_INVALID', undefined, [{ path: 'status', message: `must be one of ${CHANGE_STATUSES.join(', ')}` }]);
@@ -391,7 +393,7 @@ export class ReleaseControls {
         for (const it of c.items) {
           const e = await this.store.getEntity(tenant, it.kind, it.id);
           if (it.op === 'promote') {
-            const g = (await this.store.listGray(tenant)).find((x) => x.routeId === it.id);
+            const g = await this.grayOf(tenant, it.id);
             if (!g || g.version !== it.grayVersion) throw new ApiError('GH_ERR_ADMIN_CONFLICT', `route "${it.id}" no longer has gray version ${it.grayVersion} active: withdraw this change`);
             if ((e?.liveVersion ?? 0) !== g.baseVersion) throw new ApiError('GH_ERR_ADMIN_CONFLICT', `route "${it.id}" went live again since its gray release started: stop the gray release and start a new one`);
             items.push(it);
@@ -448,7 +450,7 @@ export class ReleaseControls {
           if (e && e.liveVersion === b.version) throw new ApiError('GH_ERR_ADMIN_CONFLICT', `version ${b.version} is the live version already`);
           content = v.content;
         }
-        if ((await this.store.listGray(tenant)).some((g) => g.routeId === b.routeId)) {
+        if (await this.grayOf(tenant, b.routeId)) {
           throw new ApiError('GH_ERR_ADMIN_CONFLICT', `route "${b.routeId}" already has an active gray release: stop or promote it first`);
         }
         const item: ChangeItem = { op: 'gray', kind: 'routes', id: b.routeId, content, baseVersion: e?.liveVersion ?? 0, instances: b.instances, version: b.version === 'draft' ? null : b.version, note: b.note };
@@ -459,7 +461,7 @@ export class ReleaseControls {
           refusal: 'this gray release would make the config of its instances invalid',
         });
         if (!out.applied) return { change: out.change };
-        const g = (await this.store.listGray(tenant)).find((x) => x.routeId === b.routeId)!;
+        const g = (await this.grayOf(tenant, b.routeId))!;
         ctx.reply.status(201);
         return this.grayView(g, await this.instancesOrNull());
       },
@@ -472,7 +474,7 @@ export class ReleaseControls {
       handler: async (ctx) => {
         const tenant = ctx.params.tenant!;
         const routeId = ctx.params.routeId!;
-        const g = (await this.store.listGray(tenant)).find((x) => x.routeId === routeId);
+        const g = await this.grayOf(tenant, routeId);
         if (!g) throw new ApiError('GH_ERR_ADMIN_NOT_FOUND', `route "${routeId}" has no active gray release`);
         const done = await this.store.deleteGray(tenant, routeId, this.host.audit(ctx, { tenant, kind: 'routes', entityId: routeId, action: 'routes.gray.stop', before: { version: g.version, instances: g.instances }, after: null }));
         if (!done) throw new ApiError('GH_ERR_ADMIN_NOT_FOUND', `route "${routeId}" has no active gray release`);
@@ -490,7 +492,7 @@ export class ReleaseControls {
         const tenant = ctx.params.tenant!;
         const routeId = ctx.params.routeId!;
         const b = ctx.body as { skipReview?: boolean; note?: string };
-        const g = (await this.store.listGray(tenant)).find((x) => x.routeId === routeId);
+        const g = await this.grayOf(tenant, routeId);
         if (!g) throw new ApiError('GH_ERR_ADMIN_NOT_FOUND', `route "${routeId}" has no active gray release`);
         const e = await this.store.getEntity(tenant, 'routes', routeId);
         if ((e?.liveVersion ?? 0) !== g.baseVersion) {

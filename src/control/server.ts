@@ -24,7 +24,7 @@ import { applyGray, compileLive, compileTenant, idField, validateCompiled, type 
 import { redactEntity, restoreSecrets } from './redact.js';
 import { constantTimeEqual, dummyHash, hashPassword, newApiToken, newId, newSessionId, sha256, verifyPassword } from './secrets.js';
 import { LoginLimiter } from './login-limiter.js';
-import { ApiError, diff, isObject, ROLE_PERMISSIONS, type ApiRoute, type Ctx, type Permission, type Principal } from './api.js';
+import { ApiError, diff, intParam, isObject, pageParams, ROLE_PERMISSIONS, type ApiRoute, type Ctx, type Permission, type Principal } from './api.js';
 import { lowerRole, ReleaseControls, type LiveChange, type ReleaseHost } from './release.js';
 import { summarizeRouteMetrics } from './dashboard.js';
 
@@ -585,8 +585,7 @@ export class ControlPlane implements ReleaseHost {
           if (!q.tenant) throw new ApiError('GH_ERR_ADMIN_INVALID', undefined, [{ path: 'tenant', message: 'is required (only superadmins read every tenant\'s records)' }]);
           if (!(await this.permissions(p, q.tenant)).has('manage')) throw new ApiError('GH_ERR_ACCESS_DENIED');
         }
-        const limit = q.limit !== undefined ? Number(q.limit) : 100;
-        if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new ApiError('GH_ERR_ADMIN_INVALID', undefined, [{ path: 'limit', message: 'must be an integer from 1 to 1000' }]);
+        const limit = intParam(q, 'limit', 100, 1, 1000);
         const before = q.before !== undefined ? Number(q.before) : undefined;
         return {
           items: await this.store.queryAudit({ tenant: q.tenant, actor: q.user, kind: q.kind, entityId: q.entity, since: q.since, until: q.until, limit, before }),
@@ -808,10 +807,7 @@ export class ControlPlane implements ReleaseHost {
       access: { kind: 'tenant', perm: 'read' },
       summary: `List ${kind} (draft and live), with paging (limit, offset) and filters (search in id and name, label=key or key:value).`,
       handler: async (ctx) => {
-        const limit = ctx.query.limit !== undefined ? Number(ctx.query.limit) : 50;
-        const offset = ctx.query.offset !== undefined ? Number(ctx.query.offset) : 0;
-        if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new ApiError('GH_ERR_ADMIN_INVALID', undefined, [{ path: 'limit', message: 'must be an integer from 1 to 500' }]);
-        if (!Number.isInteger(offset) || offset < 0) throw new ApiError('GH_ERR_ADMIN_INVALID', undefined, [{ path: 'offset', message: 'must be a non-negative integer' }]);
+        const { limit, offset } = pageParams(ctx.query);
         const label = ctx.query.label;
         const colon = label?.indexOf(':') ?? -1;
         const r = await this.store.listEntities(ctx.params.tenant!, kind, {

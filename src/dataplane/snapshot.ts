@@ -61,8 +61,7 @@ export function compileSnapshot(cfg: DeclarativeConfig, revision: number, deps: 
   const upstreams = new Map<string, UpstreamRuntime>();
   const runtimeFor = (key: string, body: UpstreamBody): UpstreamRuntime => {
     // The latest discovered nodes apply at once: a reload never leaves a discovered upstream without nodes.
-    const dkey = discoveryKeyOf(body);
-    const nodes = dkey === null ? body.nodes : mergeNodes(body.nodes, deps.discovered?.get(dkey));
+    const nodes = effectiveNodes(body, (k) => deps.discovered?.get(k));
     const old = prev?.upstreams.get(key);
     if (old && JSON.stringify(old.config) === JSON.stringify(body)) {
       // Same config: keep the runtime; re-resolving its nodes marks their pools as used by this generation.

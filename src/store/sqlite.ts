@@ -593,12 +593,13 @@ export class SqliteStore implements Store {
   /** Check every item against the current state first (all or nothing), then apply them; inside a transaction. */
   private applyTx(tenant: string, items: ChangeItem[], o: ApplyOptions): VersionRecord[] {
     const moved: Array<Record<string, unknown>> = [];
-    const seen = new Set<string>();
+    // Each item's entity row as checked; items name distinct entities, so applying one never changes another's.
+    const rows = new Map<string, Row | undefined>();
     for (const it of items) {
       const key = `${it.kind}/${it.id}`;
-      if (seen.has(key)) throw new StoreConflict('state', `${it.kind} "${it.id}" appears twice in one change`);
-      seen.add(key);
+      if (rows.has(key)) throw new StoreConflict('state', `${it.kind} "${it.id}" appears twice in one change`);
       const { row, liveVersion } = this.liveVersionOf(tenant, it.kind, it.id);
+      rows.set(key, row);
       if (liveVersion !== it.baseVersion) moved.push({ kind: it.kind, id: it.id, baseVersion: it.baseVersion, currentVersion: liveVersion });
       const gray = it.kind === 'routes' ? this.d.prepare('SELECT * FROM gray_releases WHERE tenant = ? AND route_id = ?').get(tenant, it.id) : undefined;
       if (it.op === 'publish') {
@@ -619,7 +620,7 @@ export class SqliteStore implements Store {
     }
     const out: VersionRecord[] = [];
     for (const it of items) {
-      const { row } = this.liveVersionOf(tenant, it.kind, it.id);
+      const row = rows.get(`${it.kind}/${it.id}`);
       if (it.op === 'publish') out.push(this.goLive(tenant, it.kind, it.id, row, it.content, o, it.note));
       else if (it.op === 'gray') {
         let version = it.version;

@@ -10,6 +10,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from './cli.js';
+import { skipUnlessPresent } from './required.js';
 
 const CANDIDATES = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].filter((x): x is string => !!x);
 
@@ -87,9 +88,7 @@ async function loadPlaywright(): Promise<PlaywrightCore | null> {
 /** Why the browser tests cannot run here (to skip), or false; throws under CI, where they must run. */
 export async function browserSkip(): Promise<string | false> {
   const missing = !chromiumPath() ? 'Chromium is not installed (Debian package chromium)' : !(await loadPlaywright()) ? 'playwright-core is not installed' : null;
-  if (!missing) return false;
-  if (process.env.CI === 'true') throw new Error(`${missing}: the browser tests must run under CI`);
-  return missing;
+  return skipUnlessPresent(missing);
 }
 
 export interface TestBrowser {

@@ -15,6 +15,7 @@ import { Resolver } from 'node:dns/promises';
 import { userInfo, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, sleep } from './cli.js';
+import { skipUnlessPresent } from './required.js';
 
 /** dnsmasq lives in sbin, which is not on every user's PATH. */
 function dnsmasqPath(): string | null {
@@ -30,9 +31,7 @@ export function dnsmasqAvailable(): boolean {
 
 /** Skip reason for node:test, or false when the tests can run (never skips under CI). */
 export function dnsSkip(): string | false {
-  if (dnsmasqAvailable()) return false;
-  if (process.env.CI === 'true') throw new Error('dnsmasq is required under CI (Debian package dnsmasq)');
-  return 'dnsmasq is not installed';
+  return skipUnlessPresent(dnsmasqAvailable() ? null : 'dnsmasq is not installed (Debian package dnsmasq-base)');
 }
 
 const running = new Set<ChildProcess>();

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Agent, request, type Dispatcher } from 'undici';
 import { freePort, sleep } from './cli.js';
+import { skipUnlessPresent } from './required.js';
 
 export function etcdAvailable(): boolean {
   return spawnSync('etcd', ['--version'], { stdio: 'ignore' }).status === 0;
@@ -22,9 +23,7 @@ export function etcdAvailable(): boolean {
 
 /** Skip reason for node:test, or false when the tests can run (never skips under CI). */
 export function etcdSkip(): string | false {
-  if (etcdAvailable()) return false;
-  if (process.env.CI === 'true') throw new Error('etcd is required under CI (Debian package etcd-server)');
-  return 'etcd is not installed';
+  return skipUnlessPresent(etcdAvailable() ? null : 'etcd is not installed (Debian package etcd-server)');
 }
 
 const running = new Set<ChildProcess>();

@@ -16,6 +16,7 @@ import { harness } from '../../../test/helpers/harness.js';
 import { node } from '../../../test/helpers/upstream.js';
 import { send } from '../../../test/helpers/http.js';
 import { get, parsePrometheus, type Sample } from '../../../test/helpers/cli.js';
+import { skipUnlessPresent } from '../../../test/helpers/required.js';
 
 const { upstream, gateway, defer } = harness();
 
@@ -163,11 +164,8 @@ describe('Grafana dashboard (docs/grafana/gatehouse.json)', () => {
   });
 
   it('every query is valid PromQL (promtool check rules)', (t) => {
-    if (spawnSync('promtool', ['--version']).status !== 0) {
-      if (process.env.CI === 'true') assert.fail('promtool is required in CI: install the Debian package "prometheus"');
-      t.skip('promtool is not installed (apt-get install prometheus)');
-      return;
-    }
+    const why = skipUnlessPresent(spawnSync('promtool', ['--version']).status === 0 ? null : 'promtool is not installed (Debian package prometheus)');
+    if (why) return t.skip(why);
     // Grafana's variables, filled in as Grafana would for "All" and a 1-minute step.
     const fill = (q: string) => q.replaceAll('$__rate_interval', '1m').replaceAll('$job', '.*').replaceAll('$route', '.*');
     const rules = exprs.map((e, i) => `      - record: dashboard:query_${i}\n        expr: ${JSON.stringify(fill(e.expr))}`).join('\n');
