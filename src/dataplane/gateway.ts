@@ -819,7 +819,7 @@ export class Gateway {
         resumeUpstream = resume;
         if (up.failureStatuses.has(status)) this.health.report(up.key, node, false);
         else if (up.failureStatuses.size > 0) this.health.report(up.key, node, true);
-        const list = downstreamResponseHeaders(rawHeaders);
+        const list = downstreamResponseHeaders(rawHeaders.map((b) => b.toString('latin1')));
         let out = `HTTP/1.1 ${status} ${statusText || 'Unknown'}\r\n`;
         for (let i = 0; i < list.length; i += 2) out += `${list[i]}: ${list[i + 1]}\r\n`;
         socket.write(`${out}connection: close\r\n\r\n`);
@@ -847,7 +847,7 @@ export class Gateway {
         else fail(code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' ? 'GH_ERR_UPSTREAM_TIMEOUT' : 'GH_ERR_UPSTREAM_UNAVAILABLE');
       },
     };
-    up.pool(node).dispatch(
+    up.pool(node).undici.dispatch(
       {
         path: query ? `${path}?${query}` : path,
         method: 'GET',

@@ -2,7 +2,7 @@
  * @module dataplane/headers
  * Builds the header lists sent upstream and downstream: strips hop-by-hop headers (and every header named in
  * Connection), then adds the X-Forwarded-* set from the real peer. Works on flat [name, value, ...] arrays
- * because both node's writeHead and undici take them without building objects.
+ * because node's writeHead and the upstream clients take them without building objects.
  */
 import { AddressMatcher, parseRule, type Rule } from '../core/cidr.js';
 
@@ -162,24 +162,23 @@ export function upstreamRequestHeaders(
 }
 
 /**
- * HOT PATH: the header list for the downstream response from undici's raw headers (Buffers).
- * Returns null when the upstream sent a header value node refuses to write (a broken upstream).
+ * HOT PATH: the header list for the downstream response from the upstream's ([name, value, ...] as received).
  */
-export function downstreamResponseHeaders(raw: Buffer[]): string[] {
+export function downstreamResponseHeaders(raw: string[]): string[] {
   const out: string[] = [];
   let extra: Set<string> | null = null;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1');
+    const name = raw[i]!;
     if (name.length >= 64 || HOP_LENGTHS[name.length] === 0) {
-      out.push(name, raw[i + 1]!.toString('latin1'));
+      out.push(name, raw[i + 1]!);
       continue;
     }
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower)) {
-      if (lower === 'connection') extra = connectionTokens(raw[i + 1]!.toString('latin1'));
+      if (lower === 'connection') extra = connectionTokens(raw[i + 1]!);
       continue;
     }
-    out.push(name, raw[i + 1]!.toString('latin1'));
+    out.push(name, raw[i + 1]!);
   }
   if (extra !== null) {
     const kept: string[] = [];

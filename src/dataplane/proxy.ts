@@ -1,17 +1,17 @@
 /**
  * @module dataplane/proxy
  * Forwards one request to an upstream node and relays the response: the request path's hot core.
- * One Exchange per request implements undici's dispatch handler directly (no stream wrappers), streams both
- * bodies with backpressure, retries on another node when that is safe, and never turns an upstream failure
- * into a truncated success.
+ * One Exchange per request is the handler of the gateway's HTTP/1.1 client (upstream/h1-client.ts; no stream
+ * wrappers), streams both bodies with backpressure, retries on another node when that is safe, and never
+ * turns an upstream failure into a truncated success.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
-import type { Dispatcher } from 'undici';
 import { errorBody, ERRORS, type ErrorCode } from '../core/errors.js';
 import { downstreamResponseHeaders, headersToObject, upstreamRequestHeaders, type ForwardInfo } from './headers.js';
 import type { UpstreamRuntime } from './upstream/upstream.js';
+import { UPSTREAM_ERR, type UpstreamHandler } from './upstream/h1-client.js';
 import type { NodeState, PickContext } from './upstream/types.js';
 import type { Timeouts } from '../model/common.js';
 import type { Context } from './context.js';
@@ -55,7 +55,7 @@ export interface RequestContext extends PickContext {
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 const RETRY_STATUSES = new Set([502, 503, 504]);
 /** Connection-level failures where the node never saw the request: always safe to try another node. */
-const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', UPSTREAM_ERR.connectTimeout]);
 
 const JSON_HEADERS = 'application/json';
 
@@ -129,11 +129,11 @@ class BodyLimit extends Transform {
 }
 
 function timeoutCode(err: NodeJS.ErrnoException): boolean {
-  return err.code === 'UND_ERR_CONNECT_TIMEOUT' || err.code === 'UND_ERR_HEADERS_TIMEOUT' || err.code === 'UND_ERR_BODY_TIMEOUT';
+  return err.code === UPSTREAM_ERR.connectTimeout || err.code === UPSTREAM_ERR.headersTimeout || err.code === UPSTREAM_ERR.bodyTimeout;
 }
 
-/** One client request's trip through the upstream, across retries. Implements undici's handler. */
-export class Exchange implements Dispatcher.DispatchHandler {
+/** One client request's trip through the upstream, across retries. */
+export class Exchange implements UpstreamHandler {
   private node: NodeState | null = null;
   private tried: Set<NodeState> | null = null;
   private attempts = 0;
@@ -145,6 +145,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** Plugins watch the response body as it is sent (responseTap hooks). */
   private tapBody = false;
   private bodyStarted = false;
+  /** The final piece of the body, held to be written with the end of the response. */
+  private lastChunk: Buffer | null = null;
   private headersAt = 0;
   private sentAt = 0;
   private retrying: NodeState | null = null;
@@ -171,7 +173,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.path = ctx.query ? `${forwardPath}?${ctx.query}` : forwardPath;
     let headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection as string | undefined, hostHeader, ctx.fwd, ctx.trustedPeer);
     if (ctx.bufferedBody !== null) {
-      // A plugin read the body: send those bytes; undici sets their length.
+      // A plugin read the body: send those bytes; the client sets their length.
       ctx.removeUpstreamHeader('content-length');
       this.body = null;
       this.buffered = ctx.bufferedBody;
@@ -188,7 +190,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       const limit = ctx.target.maxBodySize;
       if (limit > 0 && req.headers['content-length'] === undefined) {
         this.limiter = new BodyLimit(limit);
-        // undici reports the error through onError while it holds the body; before that (or after a failed
+        // The client reports the error through onError while it holds the body; before that (or after a failed
         // attempt) nobody else listens, and an unhandled stream error would take the whole worker down.
         this.limiter.on('error', noop);
         (req as Readable).pipe(this.limiter);
@@ -252,10 +254,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.sentAt = performance.now();
     this.ctx.upstreamSentAt = this.sentAt;
     const t = this.ctx.timeouts;
-    up.pool(node).dispatch(
+    const attempt = this.attempts;
+    const abort = up.pool(node).h1.dispatch(
       {
         path: this.path,
-        method: this.ctx.method as Dispatcher.HttpMethod,
+        method: this.ctx.method,
         headers: this.headers,
         body: this.buffered ?? this.body,
         headersTimeout: t.read,
@@ -263,6 +266,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
       },
       this,
     );
+    // Abortable while it waits for a connection too (unless it already ended and another attempt began).
+    if (this.attempts === attempt && this.abortUpstream === null) this.abortUpstream = abort;
   }
 
   onConnect(abort: (err?: Error) => void): void {
@@ -277,7 +282,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+  onHeaders(statusCode: number, rawHeaders: string[], resume: () => void, statusText: string): boolean {
     const node = this.node!;
     const up = this.ctx.upstream;
     this.headersAt = performance.now();
@@ -327,7 +332,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
     return true;
   }
 
-  onData(chunk: Buffer): boolean {
+  onData(chunk: Buffer, last: boolean): boolean {
+    if (last && !this.filterBody) {
+      // The whole rest of the body: written with the end of the response, in one call.
+      this.ctx.bytesSent += chunk.length;
+      if (this.tapBody) runResponseTap(this.ctx, this.ctx.chain!, chunk, false);
+      this.lastChunk = chunk;
+      return true;
+    }
     if (this.filterBody) {
       const out = this.filter(chunk, false);
       if (out === null) return false;
@@ -341,7 +353,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     return ok;
   }
 
-  onComplete(trailers: string[] | Buffer[] | null): void {
+  onComplete(trailers: string[] | null): void {
     this.done(true);
     const res = this.ctx.res;
     if (this.filterBody) {
@@ -356,14 +368,18 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.tapBody) runResponseTap(this.ctx, this.ctx.chain!, EMPTY, true);
     if (trailers && trailers.length && !this.ctx.h2) {
       const t: Record<string, string> = {};
-      for (let i = 0; i < trailers.length; i += 2) t[String(trailers[i])] = String(trailers[i + 1]);
+      for (let i = 0; i < trailers.length; i += 2) t[trailers[i]!] = trailers[i + 1]!;
       try {
         (res as ServerResponse).addTrailers(t);
       } catch {
         /* trailers are best-effort */
       }
     }
-    res.end();
+    if (this.lastChunk !== null) {
+      const chunk = this.lastChunk;
+      this.lastChunk = null;
+      res.end(chunk);
+    } else res.end();
   }
 
   onError(err: Error): void {
@@ -391,7 +407,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const e = err as NodeJS.ErrnoException;
     const isConnectFailure = e.code !== undefined && CONNECT_FAILURES.has(e.code);
     if (!this.ctx.res.headersSent) this.health.report(up.key, node, false);
-    if (!this.ctx.res.headersSent && (isConnectFailure || e.code === 'UND_ERR_SOCKET' || e.code === 'ECONNRESET') && this.canRetry(isConnectFailure ? false : true)) {
+    if (!this.ctx.res.headersSent && (isConnectFailure || e.code === UPSTREAM_ERR.socket) && this.canRetry(isConnectFailure ? false : true)) {
       (this.tried ??= new Set()).add(node);
       const other = up.pick(this.ctx, this.tried);
       if (other !== null) {
@@ -469,7 +485,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.sendTimer = null;
     // A paused body means the node stopped reading (its fault, 504); a flowing one means the client stalled.
     const nodeStalled = this.body!.isPaused() || this.body!.readableLength > 0;
-    const err = Object.assign(new Error('request body send timed out'), { code: nodeStalled ? 'UND_ERR_HEADERS_TIMEOUT' : 'GH_CLIENT_STALLED' });
+    const err = Object.assign(new Error('request body send timed out'), { code: nodeStalled ? UPSTREAM_ERR.headersTimeout : 'GH_CLIENT_STALLED' });
     if (!nodeStalled && !this.ctx.res.headersSent) {
       this.finished = true;
       this.abortUpstream?.(err);

@@ -1,10 +1,13 @@
 /**
  * @module dataplane/upstream/pools
- * Keep-alive connection pools (undici Pool), one per node and connection settings, shared by every upstream
- * that points at the same node and kept across config reloads so connections are reused.
+ * Keep-alive connection pools, one per node and connection settings, shared by every upstream that points at
+ * the same node and kept across config reloads so connections are reused. Proxied requests go through the
+ * gateway's own HTTP/1.1 client (h1-client.ts); WebSocket upgrades and mirrored copies through an undici Pool
+ * to the same node, opened the first time one is needed.
  */
 import { createHash } from 'node:crypto';
 import { Pool } from 'undici';
+import { H1Pool } from './h1-client.js';
 import type { NodeState } from './types.js';
 
 export interface PoolOptions {
@@ -20,18 +23,32 @@ function poolKey(node: NodeState, o: PoolOptions): string {
   return `${o.scheme}://${node.key}|${o.connectTimeout}|${o.connections}|${o.idleTimeout}|${tls}`;
 }
 
-export class PoolRegistry {
-  private pools = new Map<string, Pool>();
-  private used = new Set<string>();
+/** The connections to one node: the request path's client, and undici's for upgrades and mirrored copies. */
+export class NodePool {
+  readonly h1: H1Pool;
+  private other: Pool | null = null;
 
-  /** Get (or create) the pool for a node; marks it in use for the config being compiled. */
-  get(node: NodeState, o: PoolOptions): Pool {
-    const key = poolKey(node, o);
-    this.used.add(key);
-    let pool = this.pools.get(key);
-    if (!pool) {
-      const host = node.host.includes(':') ? `[${node.host}]` : node.host;
-      pool = new Pool(`${o.scheme}://${host}:${node.port}`, {
+  constructor(
+    private readonly node: NodeState,
+    private readonly o: PoolOptions,
+  ) {
+    this.h1 = new H1Pool({
+      host: node.host,
+      port: node.port,
+      scheme: o.scheme,
+      connectTimeout: o.connectTimeout,
+      connections: o.connections,
+      idleTimeout: o.idleTimeout,
+      tls: o.tls,
+    });
+  }
+
+  /** An undici Pool to the node (WebSocket upgrades, mirrored copies), opened on first use. */
+  get undici(): Pool {
+    if (this.other === null) {
+      const o = this.o;
+      const host = this.node.host.includes(':') ? `[${this.node.host}]` : this.node.host;
+      this.other = new Pool(`${o.scheme}://${host}:${this.node.port}`, {
         connections: o.connections,
         pipelining: 1,
         keepAliveTimeout: Math.min(o.idleTimeout, 4000),
@@ -51,6 +68,27 @@ export class PoolRegistry {
         maxResponseSize: -1,
         strictContentLength: true,
       });
+    }
+    return this.other;
+  }
+
+  /** Close both gracefully: requests in flight finish. */
+  async close(): Promise<void> {
+    await Promise.allSettled([this.h1.close(), this.other?.close()]);
+  }
+}
+
+export class PoolRegistry {
+  private pools = new Map<string, NodePool>();
+  private used = new Set<string>();
+
+  /** Get (or create) the pools of a node; marks them in use for the config being compiled. */
+  get(node: NodeState, o: PoolOptions): NodePool {
+    const key = poolKey(node, o);
+    this.used.add(key);
+    let pool = this.pools.get(key);
+    if (!pool) {
+      pool = new NodePool(node, o);
       this.pools.set(key, pool);
     }
     return pool;
@@ -66,7 +104,7 @@ export class PoolRegistry {
     for (const [key, pool] of this.pools) {
       if (!this.used.has(key)) {
         this.pools.delete(key);
-        pool.close().catch(() => {});
+        void pool.close();
       }
     }
   }

@@ -3,11 +3,10 @@
  * An upstream at run time: its nodes (static and discovered: data that can change while serving), the
  * balancer over them, the connection pool of each node, and the timeouts and retry budget requests to it use.
  */
-import type { Pool } from 'undici';
 import type { HealthCheck, UpstreamBody, UpstreamNode } from '../../model/upstream.js';
 import type { Timeouts } from '../../model/common.js';
 import { createBalancer, createNodeState } from './balancers/index.js';
-import type { PoolOptions, PoolRegistry } from './pools.js';
+import type { NodePool, PoolOptions, PoolRegistry } from './pools.js';
 import { passiveFailureStatuses } from './health.js';
 import type { Balancer, NodeState, PickContext } from './types.js';
 import { discoveryKeyOf } from '../../discovery/spec.js';
@@ -66,7 +65,7 @@ export class UpstreamRuntime {
   readonly discoveryKey: string | null;
   nodes: NodeState[] = [];
   balancer!: Balancer;
-  private pools = new Map<NodeState, Pool>();
+  private pools = new Map<NodeState, NodePool>();
   private readonly poolOptions: PoolOptions;
 
   constructor(
@@ -103,7 +102,7 @@ export class UpstreamRuntime {
    */
   setNodes(nodes: UpstreamNode[]): void {
     const states = this.registry.resolve(this.key, nodes);
-    const pools = new Map<NodeState, Pool>();
+    const pools = new Map<NodeState, NodePool>();
     for (const s of states) pools.set(s, this.poolRegistry.get(s, this.poolOptions));
     this.pools = pools;
     this.nodes = states;
@@ -120,8 +119,8 @@ export class UpstreamRuntime {
     return this.balancer.pick(ctx, tried);
   }
 
-  /** HOT PATH */
-  pool(node: NodeState): Pool {
+  /** HOT PATH: the connections to a node. */
+  pool(node: NodeState): NodePool {
     return this.pools.get(node)!;
   }
 

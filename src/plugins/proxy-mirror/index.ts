@@ -105,7 +105,7 @@ export default definePlugin<Config>({
         headers[1] = up.nodeHost(node);
         mirrorCounters.sent++;
         up.pool(node)
-          .request({
+          .undici.request({
             path,
             method: ctx.method as Dispatcher.HttpMethod,
             headers,
