@@ -203,7 +203,7 @@ export class Exchange implements UpstreamHandler {
 
   /** Start the first attempt. */
   run(): void {
-    this.ctx.res.once('close', this.onResponseClose);
+    this.ctx.res.on('close', this.onResponseClose);
     if (this.body === null) {
       this.attempt(null);
       return;

@@ -198,6 +198,23 @@ describe('response framing', () => {
     assert.equal(h.headerCalls, 1);
   });
 
+  test('status lines without a reason; HTTP/1.0 answers are reused only with Connection: keep-alive', async () => {
+    const srv = await rawServer((head, s) => {
+      if (head.includes('/bare')) s.write('HTTP/1.1 201\r\nContent-Length: 1\r\n\r\na');
+      else if (head.includes('/old-ka')) s.write('HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\nb');
+      else s.write('HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nc');
+    });
+    const pool = poolFor(srv.port);
+    const bare = await send(pool, { path: '/bare' }).result;
+    assert.equal(bare.status, 201);
+    assert.equal(bare.statusText, '');
+    assert.equal((await send(pool, { path: '/old-ka' }).result).body.toString(), 'b');
+    assert.equal((await send(pool, { path: '/old' }).result).body.toString(), 'c');
+    assert.equal(srv.connections(), 1);
+    await send(pool, { path: '/old' }).result;
+    assert.equal(srv.connections(), 2);
+  });
+
   test('bytes beyond the announced length: the response ends there and the connection is dropped', async () => {
     const srv = await rawServer((_h, s) => s.write(`${ok('abc')}HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsmuggl`));
     const pool = poolFor(srv.port);

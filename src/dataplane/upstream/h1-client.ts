@@ -112,10 +112,7 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 /** What node's own client refuses in a request target. */
 const BAD_PATH = /[^\u0021-\u00ff]/;
-/** In a response head: a control other than HTAB, or a CR or LF that is not part of a CRLF. */
-const BAD_HEAD = /[\0-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n/;
 const DIGITS = /^\d{1,15}$/;
-const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/;
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 const CHUNKED_END = Buffer.from('0\r\n\r\n', 'latin1');
 const CRLF = '\r\n';
@@ -450,20 +447,15 @@ class Conn {
    * the exchange ended (protocol error, or the handler aborted).
    */
   private onHead(p: Pending, text: string): number {
-    // One pass for what no part of a head may hold (controls, bare CR or LF): then every value is valid.
-    if (BAD_HEAD.test(text)) {
-      this.fail(p, protocolError('control character or bare CR/LF in the response head'));
-      return -1;
-    }
     let eol = text.indexOf(CRLF);
     if (eol < 0) eol = text.length;
-    const m = STATUS_LINE.exec(eol === text.length ? text : text.slice(0, eol));
-    if (m === null || Number(m[2]) < 100) {
+    // HTTP/1.x SP 3DIGIT [SP reason]
+    const status = statusOf(text, eol);
+    const reason = eol > 13 ? text.slice(13, eol) : '';
+    if (status < 0 || BAD_VALUE.test(reason)) {
       this.fail(p, protocolError('malformed status line'));
       return -1;
     }
-    const status = Number(m[2]);
-    const reason = m[3] ?? '';
     const headers: string[] = [];
     let contentLength = -1;
     let te: string | null = null;
@@ -486,8 +478,9 @@ class Conn {
       while (a < b && (text.charCodeAt(a) === 32 || text.charCodeAt(a) === 9)) a++;
       while (b > a && (text.charCodeAt(b - 1) === 32 || text.charCodeAt(b - 1) === 9)) b--;
       const value = text.slice(a, b);
-      if (!TOKEN.test(name)) {
-        this.fail(p, protocolError('malformed header name'));
+      // A bare CR or LF, NUL or another control character lands in a name or value and is refused there.
+      if (!TOKEN.test(name) || BAD_VALUE.test(value)) {
+        this.fail(p, protocolError(`malformed header ${TOKEN.test(name) ? name : 'name'}`));
         return -1;
       }
       headers.push(name, value);
@@ -496,7 +489,7 @@ class Conn {
       if (n === 14 || n === 17 || n === 10) {
         const lower = name.toLowerCase();
         if (lower === 'content-length') {
-          for (const part of value.split(',')) {
+          for (const part of value.includes(',') ? value.split(',') : [value]) {
             const v = part.trim();
             if (!DIGITS.test(v)) {
               this.fail(p, protocolError('malformed Content-Length'));
@@ -521,9 +514,10 @@ class Conn {
       }
       return 1;
     }
-    const http10 = m[1] === '0';
+    const http10 = text.charCodeAt(7) === 48;
     let close = http10;
-    if (connection !== null) {
+    if (connection === 'keep-alive' || connection === 'Keep-Alive') close = false;
+    else if (connection !== null) {
       for (const t of connection.toLowerCase().split(',')) {
         const token = t.trim();
         if (token === 'close') close = true;
@@ -784,6 +778,20 @@ class Conn {
     if (this.state === State.Closed) return;
     this.closed(null);
   }
+}
+
+/** The status code of a status line `text[0, eol)` ("HTTP/1.1 200 OK"), or -1 when malformed. */
+function statusOf(text: string, eol: number): number {
+  if (eol < 12 || !text.startsWith('HTTP/1.') || text.charCodeAt(8) !== 32 || (eol > 12 && text.charCodeAt(12) !== 32)) return -1;
+  const v = text.charCodeAt(7);
+  if (v !== 48 && v !== 49) return -1;
+  let status = 0;
+  for (let i = 9; i < 12; i++) {
+    const d = text.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    status = status * 10 + d;
+  }
+  return status < 100 ? -1 : status;
 }
 
 /** Parse a chunk-size line (hex digits, then optional extensions); -1 when malformed. */
