@@ -146,6 +146,64 @@ describe('trusted proxies', () => {
   });
 });
 
+describe('upstream connections', () => {
+  it('reuses one keep-alive connection for sequential requests', async () => {
+    const up = await upstream();
+    const gw = await gateway({ routes: [route('r', ['/*'], { nodes: [node(up.port)] })] });
+    for (let i = 0; i < 20; i++) assert.equal((await send(gw.http, `/n${i}`, { method: i % 2 ? 'POST' : 'GET', body: i % 2 ? 'x' : undefined })).status, 200);
+    assert.equal(up.connections, 1);
+  });
+
+  it('opens no more than keepalive.connections to a node; the other requests wait and all succeed', async () => {
+    let open = 0;
+    let most = 0;
+    const up = await upstream((_req, res) => {
+      open++;
+      most = Math.max(most, open);
+      setTimeout(() => {
+        open--;
+        res.end('ok');
+      }, 40);
+    });
+    const gw = await gateway({ routes: [route('r', ['/*'], { nodes: [node(up.port)], keepalive: { connections: 3, idleTimeout: 60000 } })] });
+    const all = await Promise.all(Array.from({ length: 12 }, (_, i) => send(gw.http, `/c${i}`)));
+    assert.deepEqual(all.map((r) => r.status), Array(12).fill(200));
+    assert.equal(most, 3);
+    assert.ok(up.connections <= 3, `${up.connections} connections`);
+  });
+
+  it("closes idle connections before the node's announced keep-alive timeout", async () => {
+    const up = await upstream();
+    // Node's server announces Keep-Alive: timeout=2 and closes idle connections after two seconds; the gateway
+    // keeps them one second less.
+    up.server.keepAliveTimeout = 2000;
+    const gw = await gateway({ routes: [route('r', ['/*'], { nodes: [node(up.port)], retries: 0 })] });
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await send(gw.http, `/k${i}`)).status, 200);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.equal(up.connections, 1);
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.equal((await send(gw.http, '/after-idle')).status, 200);
+    assert.equal(up.connections, 2);
+  });
+
+  it('relays a malformed upstream response as 502, never as the answer', async () => {
+    const { createServer } = await import('node:net');
+    const raw = createServer((sock) => {
+      sock.on('error', () => {});
+      sock.once('data', () => sock.end('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n'));
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', () => r()));
+    defer(() => new Promise<void>((r) => raw.close(() => r())));
+    const port = (raw.address() as import('node:net').AddressInfo).port;
+    const gw = await gateway({ routes: [route('r', ['/*'], { nodes: [node(port)], retries: 0 })] });
+    const r = await send(gw.http, '/bad');
+    assert.equal(r.status, 502);
+    assert.equal((json(r).error as { code: string }).code, 'GH_ERR_UPSTREAM_UNAVAILABLE');
+  });
+});
+
 describe('retries', () => {
   it('retries a connection failure on another node, also for POST', async () => {
     const live = await upstream();
