@@ -25,7 +25,7 @@ import { hostname } from 'node:os';
 import { EtcdClient } from '../etcd/client.js';
 import { EtcdConfigSource } from '../cluster/etcd-source.js';
 import { EtcdPublisher } from '../cluster/publisher.js';
-import { InstanceRegistrar, listInstances } from '../cluster/instances.js';
+import { advertisedStatusUrl, InstanceRegistrar, listInstances } from '../cluster/instances.js';
 import { DiscoveryManager } from '../discovery/manager.js';
 import { resolveDiscoverySettings } from '../discovery/index.js';
 import { upstreamNodes, type UpstreamNodesOptions } from '../discovery/view.js';
@@ -33,6 +33,7 @@ import type { UpstreamDiscoveryView } from '../discovery/spec.js';
 import type { UpstreamNodeInfo } from '../control/server.js';
 import { nodeKey } from '../dataplane/upstream/balancers/index.js';
 import { registerDashboard } from '../control/dashboard.js';
+import { GatewayMetrics, instanceTargets } from '../control/gateway-metrics.js';
 
 const USAGE = `Usage: gatehouse <command> [options]
 
@@ -200,13 +201,11 @@ function nodesView(opts: UpstreamNodesOptions, health: () => Array<{ upstream: s
   };
 }
 
-/** The local gateway's Prometheus text (all-in-one: the status port this process serves). */
-async function localMetrics(settings: Settings): Promise<string> {
+/** All-in-one: the status port this process serves, as the control plane in the same process reaches it. */
+function localStatusUrl(settings: Settings): string {
   const h = settings.status.host;
   const host = h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h.includes(':') ? `[${h}]` : h;
-  const res = await fetch(`http://${host}:${settings.status.port}/metrics`, { signal: AbortSignal.timeout(2000) });
-  if (!res.ok) throw new Error(`the status port answered ${res.status}`);
-  return res.text();
+  return `http://${host}:${settings.status.port}`;
 }
 
 /** This gateway's instance id: the setting, or host name and proxy port (the name gray releases target). */
@@ -234,19 +233,24 @@ async function startAllInOne(settings: Settings, log: Logger): Promise<number | 
   // One discovery manager: the gateway's nodes come from it, and the admin API shows the same.
   const discovery = new DiscoveryManager({ settings: resolveDiscoverySettings(settings), log: log.child({ component: 'discovery' }) });
   let health: () => Array<{ upstream: string; node: string; healthy: boolean }> = () => [];
+  const startedAt = new Date().toISOString();
+  const statusUrl = localStatusUrl(settings);
+  const metrics = new GatewayMetrics({ targets: async () => [{ id: instanceIdOf(settings), startedAt, statusUrl }] });
   const cp = new ControlPlane({
     store,
     plugins,
     logger: log.child({ component: 'admin' }),
     onPublish: () => source.notify(),
     upstreamNodes: nodesView({ manager: discovery, log: log.child({ component: 'discovery' }) }, () => health()),
-    metrics: () => localMetrics(settings),
+    metrics: (tenant) => metrics.read(tenant),
     // All-in-one: this process is the one gateway instance.
     instances: async () => [
       {
         id: instanceIdOf(settings),
         hostname: hostname(),
         addresses: { http: settings.proxy.http, https: settings.proxy.https >= 0 ? settings.proxy.https : null, status: settings.status.port },
+        statusUrl,
+        startedAt,
         version: version(),
         labels: settings.instanceLabels,
         revision,
@@ -341,12 +345,16 @@ async function startEtcdGateway(settings: Settings, log: Logger): Promise<number
   });
   if (process.exitCode || source === null) return;
   const src = source as EtcdConfigSource;
+  const statusUrl = advertisedStatusUrl(settings.status);
+  if (statusUrl === null) log.warn('no status address to advertise (status.port 0 without status.advertiseAddress): the control plane cannot read this gateway\'s metrics');
+  else log.info({ statusUrl }, 'status address advertised to the control plane');
   const registrar = new InstanceRegistrar(
     client,
     prefix,
     {
       id: instanceIdOf(settings),
       addresses: { http: settings.proxy.http, https: settings.proxy.https >= 0 ? settings.proxy.https : null, status: settings.status.port },
+      statusUrl,
       version: version(),
       labels: settings.instanceLabels,
     },
@@ -382,6 +390,8 @@ async function startControlPlane(settings: Settings, log: Logger): Promise<numbe
   }
   const prefix = etcdPrefix(settings);
   const publisher = new EtcdPublisher(client, prefix, store, log.child({ component: 'etcd' }));
+  // Every live gateway's /metrics, at the status URL it advertises in its instance record.
+  const metrics = new GatewayMetrics({ targets: async () => instanceTargets(await listInstances(client, prefix), hostname()) });
   const cp = new ControlPlane({
     store,
     plugins,
@@ -390,6 +400,7 @@ async function startControlPlane(settings: Settings, log: Logger): Promise<numbe
     // No gateway runs here: discovered nodes by a one-off lookup with this process's discovery settings.
     upstreamNodes: nodesView({ settings: resolveDiscoverySettings(settings), log: log.child({ component: 'discovery' }) }, () => []),
     instances: () => listInstances(client, prefix),
+    metrics: (tenant) => metrics.read(tenant),
   });
   registerDashboard(cp.app, { logger: log.child({ component: 'dashboard' }) });
   const adminPort = await listenAdmin(cp, settings, log);

@@ -88,3 +88,28 @@ it('reports unreadable and non-YAML files clearly', () => {
   assert.throws(() => loadSettings({ file: join(tmpdir(), 'does-not-exist-gatehouse.yaml'), env: {} }), /cannot be read: ENOENT/);
   withFile('proxy: [unclosed\n', (file) => assert.throws(() => loadSettings({ file, env: {} }), /not valid YAML/));
 });
+
+it('takes status.advertiseAddress as host, host:port or an IPv6 address, and refuses URLs and bad ports by path', () => {
+  const load = (value: string) => loadSettings({ env: { GATEHOUSE_STATUS_ADVERTISE_ADDRESS: value } }).settings.status.advertiseAddress;
+  for (const good of ['gw-1.internal', 'gw-1.internal:19091', '10.0.0.7', '10.0.0.7:9091', 'fd00::7', '[fd00::7]', '[fd00::7]:9091', 'gateway_1']) assert.equal(load(good), good);
+  assert.equal(loadSettings({ env: {} }).settings.status.advertiseAddress, undefined);
+  withFile('status: { host: 0.0.0.0, advertiseAddress: "gw-2:9091" }\n', (file) => assert.equal(loadSettings({ file, env: {} }).settings.status.advertiseAddress, 'gw-2:9091'));
+  const refused: Array<[string, RegExp]> = [
+    ['http://gw-1:9091', /without a scheme/],
+    ['gw-1:9091/metrics', /without a scheme \(http:\/\/\) or a path/],
+    ['gw-1:0', /port "0" is not a number from 1 to 65535/],
+    ['gw-1:70000', /port "70000"/],
+    ['gw-1:', /port ""/],
+    ['[gw-1]:9091', /is not an IPv6 address/],
+    ['fd00::7:9091:x', /is not a host name or IP address/],
+    ['gw 1', /"gw 1" is not a host name/],
+    ['-gw', /is not a host name/],
+  ];
+  for (const [bad, message] of refused) {
+    assert.throws(
+      () => load(bad),
+      (e: unknown) => e instanceof SettingsError && e.problems.some((p) => p.path === 'status.advertiseAddress' && message.test(p.message)),
+      bad,
+    );
+  }
+});

@@ -4,6 +4,7 @@
  * Precedence: flags > environment > file > defaults.
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { parse as parseYaml } from 'yaml';
@@ -48,6 +49,14 @@ export const StatusSettings = Type.Object(
   {
     host: Type.String({ default: '127.0.0.1', description: 'Address of the status server.' }),
     port: Port(9091, 'Port of /metrics, /healthz and /readyz; 0 picks a free port.'),
+    advertiseAddress: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 300,
+        description:
+          'Cluster mode: where the control plane reads this gateway\'s /metrics, as "host" or "host:port" (the port defaults to status.port). Default: status.host, or for 0.0.0.0 and :: the machine\'s first non-loopback IPv4 address (else a global IPv6 one, else its host name).',
+      }),
+    ),
   },
   { additionalProperties: false, default: {}, description: 'Gateway status server.' },
 );
@@ -342,6 +351,40 @@ function applyConsulToken(target: Record<string, unknown>, name: string, value: 
   return true;
 }
 
+const HOST_NAME = /^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
+
+/**
+ * "host", "host:port", "[ipv6]" or "[ipv6]:port" (an IPv6 address alone may go without brackets) as host and
+ * port (null when not given); a message saying what is wrong otherwise.
+ */
+export function parseHostPort(text: string): { host: string; port: number | null } | string {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text) || text.includes('/')) return 'must be "host" or "host:port", without a scheme (http://) or a path';
+  let host = text;
+  let port: string | null = null;
+  const bracketed = /^\[([^\]]*)\](?::([^:]*))?$/.exec(text);
+  if (bracketed) {
+    host = bracketed[1]!;
+    port = bracketed[2] ?? null;
+    if (isIP(host) !== 6) return `"[${host}]" is not an IPv6 address`;
+  } else if (isIP(text) !== 6) {
+    const colon = text.lastIndexOf(':');
+    if (colon !== -1) {
+      host = text.slice(0, colon);
+      port = text.slice(colon + 1);
+    }
+    if (isIP(host) !== 4 && !HOST_NAME.test(host)) return `"${host}" is not a host name or IP address (write an IPv6 address with a port as "[addr]:port")`;
+  }
+  if (port !== null && (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535)) return `the port "${port}" is not a number from 1 to 65535`;
+  return { host, port: port === null ? null : Number(port) };
+}
+
+/** Rules over the status section the schema cannot say. */
+function checkStatusSettings(s: Settings['status']): ConfigProblem[] {
+  if (s.advertiseAddress === undefined) return [];
+  const parsed = parseHostPort(s.advertiseAddress);
+  return typeof parsed === 'string' ? [{ path: 'status.advertiseAddress', message: parsed }] : [];
+}
+
 /** Rules over the discovery section the schema cannot say. */
 function checkDiscoverySettings(d: DiscoverySettings): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
@@ -402,6 +445,7 @@ export function loadSettings(opts: LoadSettingsOptions = {}): { settings: Settin
     const r = parseRule(e);
     return typeof r === 'string' ? [{ path: `proxy.trustedProxies[${i}]`, message: r }] : [];
   });
+  bad.push(...checkStatusSettings(settings.status));
   bad.push(...checkDiscoverySettings(settings.discovery));
   if (bad.length) throw new SettingsError(bad, source);
   settings.instanceId ??= `${hostname()}-${settings.proxy.http}`;

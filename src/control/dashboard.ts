@@ -5,8 +5,8 @@
  * a strict Content-Security-Policy whose style nonce is fresh on every answer. The admin API's own paths
  * (/api/, /admin/) are never answered with the app.
  *
- * Also here: the per-route traffic summary the dashboard's overview charts read, made from a gateway's
- * Prometheus text (`summarizeRouteMetrics`).
+ * The per-route traffic summary the overview charts (GET /api/v1/tenants/{tenant}/metrics) is made by
+ * control/gateway-metrics, re-exported here.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -201,78 +201,6 @@ export function registerDashboard(app: FastifyInstance, opts: DashboardOptions =
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// The overview's traffic summary
+// The overview's traffic summary: read from the gateways' status ports by control/gateway-metrics.
 
-/** Cumulative counters of one route, as GET /api/v1/tenants/{tenant}/metrics returns them. */
-export interface RouteCounters {
-  /** The route's id within its tenant. */
-  id: string;
-  /** Requests answered since the gateway started, by status code. */
-  requests: Record<string, number>;
-  /** Latency histogram: cumulative counts at each bound (ms), then the +Inf count; sum (ms) and count. */
-  latency: { bucketsMs: number[]; counts: number[]; sumMs: number; count: number };
-}
-
-const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)\{(.*)\} (\S+)/;
-const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
-
-function labels(s: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [, k, v] of s.matchAll(LABEL)) out[k!] = v!.replace(/\\n/g, '\n').replace(/\\"/g, '"').replace(/\\\\/g, '\\');
-  return out;
-}
-
-/**
- * The routes of one tenant from a gateway's /metrics text (the per-route series every gateway exports:
- * gatehouse_http_requests_total and gatehouse_http_request_duration_seconds). In the config the gateways
- * run a route's id is "<tenant>.<id>"; the summary gives the tenant's own ids.
- */
-export function summarizeRouteMetrics(text: string, tenant: string): RouteCounters[] {
-  const prefix = `${tenant}.`;
-  const routes = new Map<string, { requests: Record<string, number>; buckets: Array<[number, number]>; sum: number; count: number }>();
-  const of = (id: string) => {
-    let r = routes.get(id);
-    if (!r) routes.set(id, (r = { requests: {}, buckets: [], sum: 0, count: 0 }));
-    return r;
-  };
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('gatehouse_http_request')) continue;
-    const m = SAMPLE.exec(line);
-    if (!m) continue;
-    const l = labels(m[2]!);
-    if (!l.route?.startsWith(prefix)) continue;
-    const id = l.route.slice(prefix.length);
-    const value = Number(m[3]);
-    if (!Number.isFinite(value)) continue;
-    switch (m[1]) {
-      case 'gatehouse_http_requests_total':
-        if (l.status) of(id).requests[l.status] = value;
-        break;
-      case 'gatehouse_http_request_duration_seconds_bucket':
-        of(id).buckets.push([l.le === '+Inf' ? Infinity : Number(l.le) * 1000, value]);
-        break;
-      case 'gatehouse_http_request_duration_seconds_sum':
-        of(id).sum = value * 1000;
-        break;
-      case 'gatehouse_http_request_duration_seconds_count':
-        of(id).count = value;
-        break;
-    }
-  }
-  return [...routes]
-    .map(([id, r]) => {
-      const buckets = r.buckets.sort((a, b) => a[0] - b[0]);
-      const finite = buckets.filter(([le]) => le !== Infinity);
-      return {
-        id,
-        requests: r.requests,
-        latency: {
-          bucketsMs: finite.map(([le]) => Math.round(le * 1000) / 1000),
-          counts: buckets.map(([, c]) => c),
-          sumMs: Math.round(r.sum * 1000) / 1000,
-          count: r.count,
-        },
-      };
-    })
-    .sort((a, b) => a.id.localeCompare(b.id));
-}
+export { summarizeRouteMetrics, type RouteCounters, type TenantMetrics } from './gateway-metrics.js';

@@ -26,7 +26,7 @@ import { constantTimeEqual, dummyHash, hashPassword, newApiToken, newId, newSess
 import { LoginLimiter } from './login-limiter.js';
 import { ApiError, diff, intParam, isObject, pageParams, ROLE_PERMISSIONS, type ApiRoute, type Ctx, type Permission, type Principal } from './api.js';
 import { lowerRole, ReleaseControls, type LiveChange, type ReleaseHost } from './release.js';
-import { summarizeRouteMetrics } from './dashboard.js';
+import type { TenantMetrics } from './gateway-metrics.js';
 
 export { ApiError, ROLE_PERMISSIONS, diff, type Access, type ApiRoute, type Ctx, type Permission, type Principal } from './api.js';
 
@@ -55,8 +55,8 @@ export interface ControlPlaneOptions {
    * health where this process runs the gateway (`upstreamKey` is the id gateways use: "<tenant>.<id>").
    */
   upstreamNodes?: (upstreamKey: string, content: Record<string, unknown>) => Promise<{ nodes: UpstreamNodeInfo[]; discovery: unknown }>;
-  /** The local gateway's /metrics text, for GET /api/v1/tenants/{tenant}/metrics (absent: that route answers 404). */
-  metrics?: () => Promise<string>;
+  /** The tenant's traffic counters from the gateways, for GET /api/v1/tenants/{tenant}/metrics (absent: that route answers 404). */
+  metrics?: (tenant: string) => Promise<TenantMetrics>;
   /** The gateway instances serving this control plane's config (etcd registrations, or the local gateway). */
   instances?: () => Promise<Array<{ id: string; gray?: Array<{ tenant: string; routeId: string; version: number }> }>>;
 }
@@ -559,16 +559,15 @@ export class ControlPlane implements ReleaseHost {
       method: 'GET',
       url: '/api/v1/tenants/:tenant/metrics',
       access: { kind: 'tenant', perm: 'read' },
-      summary: "Traffic counters of the tenant's routes from the gateway since it started (requests by status, latency histogram), for the dashboard's overview; rates come from two readings.",
+      summary:
+        "Traffic counters of the tenant's routes (requests by status, latency histogram) summed over the gateway instances that answered, each instance's own counters, and which did not answer, for the dashboard's overview; rates come from two readings.",
       handler: async (ctx) => {
         if (!this.opts.metrics) throw new ApiError('GH_ERR_ROUTE_NOT_FOUND', 'this control plane reads no gateway metrics');
-        let text: string;
         try {
-          text = await this.opts.metrics();
+          return await this.opts.metrics(ctx.params.tenant!);
         } catch {
           throw new ApiError('GH_ERR_ADMIN_CONFLICT', 'the gateway metrics cannot be read now');
         }
-        return { at: new Date().toISOString(), routes: summarizeRouteMetrics(text, ctx.params.tenant!) };
       },
     });
 

@@ -1,17 +1,18 @@
 /**
  * The tenant at a glance: how many entities, open changes, gray releases and instances; and per route the
- * requests per second, error rate and p99 latency from the gateways' metrics, charted since the page opened.
+ * requests per second, error rate and p99 latency over every gateway instance, charted since the page opened,
+ * with how many instances answered.
  */
 import { useEffect, useRef, useState } from 'react';
-import { Anchor, Group, Paper, SimpleGrid, Stack, Table, Text, ThemeIcon, Title } from '@mantine/core';
+import { Alert, Anchor, Badge, Group, Paper, SimpleGrid, Stack, Table, Text, ThemeIcon, Title } from '@mantine/core';
 import { LineChart } from '@mantine/charts';
-import { IconArrowsSplit, IconGitPullRequest, IconRoute, IconServer, IconTopologyStar3, IconUsers } from '@tabler/icons-react';
+import { IconAlertTriangle, IconArrowsSplit, IconGitPullRequest, IconRoute, IconServer, IconTopologyStar3, IconUsers } from '@tabler/icons-react';
 import { Link } from 'react-router';
 import { ApiError, get, seg, tenantPath, V1, type ChangeRequest, type GrayRelease, type Instance } from '../api';
 import { useTenant } from '../App';
 import { Empty, ErrorAlert, PageHeader } from '../components/common';
 import { useLoad } from '../hooks';
-import { rates, type MetricsReading, type RouteRates } from '../metrics';
+import { baseline, rates, reporting, type MetricsReading, type RouteRates } from '../metrics';
 
 const SAMPLE_MS = 5000;
 const KEEP = 60;
@@ -76,22 +77,25 @@ export function OverviewPage() {
 function Traffic({ tenant }: { tenant: string }) {
   const [points, setPoints] = useState<Point[]>([]);
   const [error, setError] = useState<ApiError | null>(null);
+  const [report, setReport] = useState<ReturnType<typeof reporting>>(null);
   const last = useRef<MetricsReading | null>(null);
   useEffect(() => {
     let stopped = false;
     last.current = null;
     setPoints([]);
     setError(null);
+    setReport(null);
     const read = async () => {
       try {
         const m = await get<MetricsReading>(`${tenantPath(tenant)}/metrics`);
         if (stopped) return;
         setError(null);
+        setReport(reporting(m));
         if (last.current) {
           const r = rates(last.current, m);
           setPoints((p) => [...p, { t: new Date(m.at).toLocaleTimeString(), rates: r }].slice(-KEEP));
         }
-        last.current = m;
+        last.current = baseline(last.current, m);
       } catch (e) {
         if (!stopped) setError(e instanceof ApiError ? e : new ApiError(0, 'GH_ERR_CLIENT', String(e)));
       }
@@ -129,8 +133,33 @@ function Traffic({ tenant }: { tenant: string }) {
   return (
     <Stack>
       <ErrorAlert error={error} title="Metrics cannot be read" />
-      <Title order={4}>Traffic by route</Title>
-      {points.length === 0 ? (
+      <Group justify="space-between" align="center" gap="sm">
+        <Title order={4}>Traffic by route</Title>
+        {report && report.total > 0 && (
+          <Badge variant="light" color={report.answered === report.total ? 'teal' : report.answered === 0 ? 'red' : 'orange'} data-testid="gateways-reporting">
+            {report.answered} of {report.total} {report.total === 1 ? 'gateway' : 'gateways'} reporting
+          </Badge>
+        )}
+      </Group>
+      {report && report.missing.length > 0 && (
+        <Alert color="orange" icon={<IconAlertTriangle size={18} />} title="Not every gateway answered: the rates leave them out" data-testid="gateways-missing">
+          <Stack gap={2}>
+            {report.missing.map((m) => (
+              <Text key={m.id} size="sm">
+                <Text span ff="monospace" size="sm">
+                  {m.id}
+                </Text>
+                : {m.error}
+              </Text>
+            ))}
+          </Stack>
+        </Alert>
+      )}
+      {report && report.total === 0 ? (
+        <Paper withBorder p="md" radius="md">
+          <Empty title="No gateway is running">No gateway instance is registered with this control plane, so there is no traffic to show.</Empty>
+        </Paper>
+      ) : points.length === 0 ? (
         <Paper withBorder p="md" radius="md">
           <Text c="dimmed" size="sm">
             Reading the gateways' counters: the first rates show after {SAMPLE_MS / 1000} seconds.
