@@ -11,38 +11,11 @@ import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'node:http';
-import { freePort, Gatehouse, get, sleep, waitUntil } from './helpers/cli.js';
+import { adminCall, freePort, Gatehouse, get, sleep, waitUntil, type Answer } from './helpers/cli.js';
 import { startUpstream, node } from './helpers/upstream.js';
 
-interface Answer {
-  status: number;
-  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  headers: Record<string, string | string[] | undefined>;
-}
 
-function api(port: number, method: string, path: string, opts: { token?: string; body?: unknown } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port,
-        method,
-        path: path.startsWith('/admin/') ? path : `/api/v1${path}`,
-        agent: false,
-        headers: { ...(payload ? { 'content-type': 'application/json' } : {}), ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}) },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : null, headers: res.headers }));
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
+const api = adminCall;
 
 test('all-in-one: first admin, API changes published to the workers, nothing dropped, kept across a restart', { timeout: 90_000 }, async (t) => {
   const up = await startUpstream();

@@ -10,39 +10,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { freePort, Gatehouse, get, sleep, waitUntil } from './helpers/cli.js';
+import { adminCall, freePort, Gatehouse, get, sleep, waitUntil, type Answer } from './helpers/cli.js';
 import { startUpstream, node } from './helpers/upstream.js';
 import { etcdSkip, TestEtcd } from './helpers/etcd.js';
 import { redisSkip, TestRedis } from './helpers/redis.js';
 
-interface Answer {
-  status: number;
-  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-}
 
-function api(port: number, method: string, path: string, token?: string, body?: unknown): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port,
-        method,
-        path: `/api/v1${path}`,
-        agent: false,
-        headers: { ...(payload ? { 'content-type': 'application/json' } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : null }));
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
+const api = (port: number, method: string, path: string, token?: string, body?: unknown): Promise<Answer> => adminCall(port, method, `/api/v1${path}`, { token, body });
 
 const skip = etcdSkip() || redisSkip();
 

@@ -59,6 +59,41 @@ export function get(port: number, path: string, timeoutMs = 5000): Promise<Reply
 }
 
 /** Poll until `check` returns a value (not undefined), at most `timeoutMs`; errors thrown by check count as "not yet". */
+/** An admin API answer with its JSON body parsed (null when empty). */
+export interface Answer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+/**
+ * A JSON call to a control plane's admin API on 127.0.0.1. Paths that start with neither /api/ nor /admin/ are
+ * under /api/v1.
+ */
+export function adminCall(port: number, method: string, path: string, opts: { token?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path: path.startsWith('/api/') || path.startsWith('/admin/') ? path : `/api/v1${path}`,
+        agent: false,
+        headers: { ...(payload ? { 'content-type': 'application/json' } : {}), ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}), ...opts.headers },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text ? JSON.parse(text) : null }));
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
 export async function waitUntil<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined> | T | undefined, everyMs = 25): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastErr: unknown;
