@@ -12,6 +12,8 @@ export default defineConfig({
     cspNonce: 'GATEHOUSE_CSP_NONCE',
   },
   build: {
+    // The browsers the component library (Mantine) supports; docs/dashboard.md says the same.
+    target: ['chrome108', 'edge108', 'firefox101', 'safari15.4'],
     outDir: 'dist',
     emptyOutDir: true,
     assetsDir: 'assets',
