@@ -5,10 +5,12 @@
  * end to end in a real browser (Debian Chromium driven by playwright-core) against `gatehouse start`: log in,
  * create an upstream, a consumer and a route with key-auth through the generated forms, submit them for
  * review, approve as a reviewer, see the gateway serve the route; edit, publish and roll back; start and stop
- * a gray release; a viewer sees no edit controls; markup in a route name stays text. Screenshots of the main
- * screens go to test-output/screenshots/.
+ * a gray release; a viewer sees no edit controls; markup in a route name stays text. Then the rest of the
+ * release controls (reject with a comment, withdraw, rebase a stale change, promote a gray release) and the
+ * administration screens (tenants, users, members, API tokens). Screenshots of the main screens go to
+ * test-output/screenshots/.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { request } from 'node:http';
@@ -255,41 +257,53 @@ function http(port: number, method: string, path: string, opts: { headers?: Reco
   });
 }
 
-const PASSWORDS = { admin: 'admin-password-e2e-1', erin: 'erin-password-e2e-1', rita: 'rita-password-e2e-1', vic: 'vic-password-e2e-1' };
+const PASSWORDS: Record<string, string> = {
+  admin: 'admin-password-e2e-1',
+  erin: 'erin-password-e2e-1',
+  rita: 'rita-password-e2e-1',
+  vic: 'vic-password-e2e-1',
+  nora: 'nora-password-e2e-1',
+};
 const XSS_NAME = 'Users <script>window.__ghXss = 1</script><img src="x" onerror="window.__ghXss = 2">';
 
-test('dashboard end to end in Chromium: forms, review, publish, rollback, gray release, roles, text only', { timeout: 300_000 }, async (t) => {
-  const skip = await browserSkip();
-  if (skip) return t.skip(skip);
+/** An API client: answers the body of a 2xx answer (and fails the test on any other); `raw` answers any. */
+type Call = ((method: string, path: string, body?: unknown) => Promise<any>) & { raw(method: string, path: string, body?: unknown): Promise<Answer> }; // eslint-disable-line @typescript-eslint/no-explicit-any
 
+/**
+ * `gatehouse start` (control plane and one gateway instance) in front of an echo upstream, an API client
+ * for the set-up a script would do, and a Chromium page on the dashboard with the steps every test uses.
+ * Content-Security-Policy violations and uncaught errors in the page are collected for `assertClean`.
+ */
+async function openDashboard(t: TestContext, instanceId: string) {
   const up = await startUpstream();
   t.after(() => up.close());
   const adminPort = await freePort();
-  const instanceId = 'gw-e2e-1';
   const gw = await Gatehouse.start(t, 'routes: []\n', {
     workers: 1,
     args: () => ['start'],
-    env: { GATEHOUSE_ADMIN_PORT: String(adminPort), GATEHOUSE_ADMIN_PASSWORD: PASSWORDS.admin, GATEHOUSE_INSTANCE_ID: instanceId },
+    env: { GATEHOUSE_ADMIN_PORT: String(adminPort), GATEHOUSE_ADMIN_PASSWORD: PASSWORDS.admin!, GATEHOUSE_INSTANCE_ID: instanceId },
   });
-  const proxy = (path: string, headers: Record<string, string> = {}) => http(gw.proxyPort, 'GET', path, { headers });
+  const proxy = (path: string, headers: Record<string, string> = {}, method = 'GET') => http(gw.proxyPort, method, path, { headers });
 
-  // Set-up through the API as a script would: tenants, users and their roles.
-  const login = await http(adminPort, 'POST', '/api/v1/login', { body: { username: 'admin', password: PASSWORDS.admin } });
-  assert.equal(login.status, 200, JSON.stringify(login.body));
-  const cookie = String(login.headers['set-cookie']).split(';')[0]!;
-  const tok = await http(adminPort, 'POST', '/api/v1/tokens', { headers: { cookie, 'x-csrf-token': login.body.csrfToken }, body: { name: 'e2e' } });
-  const auth = { authorization: `Bearer ${tok.body.token}` };
-  const call = async (method: string, path: string, body?: unknown) => {
-    const r = await http(adminPort, method, `/api/v1${path}`, { headers: auth, body });
-    assert.ok(r.status < 300, `${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
+  /** The API as a script of `user` would call it: a token made from a login session. */
+  const apiAs = async (user: string): Promise<Call> => {
+    const login = await http(adminPort, 'POST', '/api/v1/login', { body: { username: user, password: PASSWORDS[user] } });
+    assert.equal(login.status, 200, JSON.stringify(login.body));
+    const cookie = String(login.headers['set-cookie']).split(';')[0]!;
+    const tok = await http(adminPort, 'POST', '/api/v1/tokens', { headers: { cookie, 'x-csrf-token': login.body.csrfToken }, body: { name: `e2e-${user}` } });
+    assert.equal(tok.status, 201, JSON.stringify(tok.body));
+    const auth = { authorization: `Bearer ${tok.body.token}` };
+    const raw = (method: string, path: string, body?: unknown) => http(adminPort, method, `/api/v1${path}`, { headers: auth, body });
+    return Object.assign(
+      async (method: string, path: string, body?: unknown) => {
+        const r = await raw(method, path, body);
+        assert.ok(r.status < 300, `${method} ${path} as ${user}: ${r.status} ${JSON.stringify(r.body)}`);
+        return r.body;
+      },
+      { raw },
+    );
   };
-  await call('POST', '/tenants', { id: 'shop', name: 'Shop', reviewRequired: true, skipReviewRoles: ['admin'] });
-  await call('POST', '/tenants', { id: 'hidden', name: 'Hidden' });
-  for (const [user, role] of [['erin', 'editor'], ['rita', 'reviewer'], ['vic', 'viewer']] as const) {
-    await call('POST', '/users', { username: user, password: PASSWORDS[user] });
-    await call('PUT', `/tenants/shop/members/${user}`, { role });
-  }
+  const call = await apiAs('admin');
 
   const shots = screenshotDir();
   const { browser, close } = await launchBrowser();
@@ -305,10 +319,16 @@ test('dashboard end to end in Chromium: forms, review, publish, rollback, gray r
   page.on('pageerror', (e) => pageErrors.push(e.message));
   const shot = (name: string) => page.screenshot({ path: join(shots, `${name}.png`) });
 
-  const logIn = async (user: keyof typeof PASSWORDS) => {
+  // A form field by its label as shown (a required field's label ends in " *").
+  const field = (label: string) => page.getByLabel(new RegExp(`^${label.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}( \\*)?$`)).first();
+  const pick = async (label: string, option: string | RegExp) => {
+    await field(label).first().click();
+    await page.getByRole('option', { name: option }).first().click();
+  };
+  const logIn = async (user: string) => {
     await page.goto('/login');
     await field('User name').fill(user);
-    await field('Password').fill(PASSWORDS[user]);
+    await field('Password').fill(PASSWORDS[user]!);
     await page.getByRole('button', { name: 'Log in' }).click();
     await page.getByTestId('user-menu').waitFor();
   };
@@ -317,12 +337,37 @@ test('dashboard end to end in Chromium: forms, review, publish, rollback, gray r
     await page.getByRole('menuitem', { name: 'Log out' }).click();
     await page.getByRole('button', { name: 'Log in' }).waitFor();
   };
-  // A form field by its label as shown (a required field's label ends in " *").
-  const field = (label: string) => page.getByLabel(new RegExp(`^${label.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}( \\*)?$`)).first();
-  const pick = async (label: string, option: string | RegExp) => {
-    await field(label).first().click();
-    await page.getByRole('option', { name: option }).first().click();
+  /** The dialog open now (a closing one may linger in the page for its animation). */
+  const dialog = () => page.getByRole('dialog').last();
+  const assertClean = () => {
+    assert.deepEqual(cspViolations, [], 'no Content-Security-Policy violation');
+    assert.deepEqual(pageErrors, [], 'no uncaught error in the page');
   };
+  return { up, adminPort, gw, proxy, apiAs, call, page, shot, field, pick, logIn, logOut, dialog, assertClean };
+}
+
+/** Tenant shop (review required, admins may skip it) and users with a role in it. */
+async function shopWithMembers(call: Call, members: Array<[string, 'admin' | 'editor' | 'reviewer' | 'viewer']>) {
+  await call('POST', '/tenants', { id: 'shop', name: 'Shop', reviewRequired: true, skipReviewRoles: ['admin'] });
+  for (const [user, role] of members) {
+    await call('POST', '/users', { username: user, password: PASSWORDS[user] });
+    await call('PUT', `/tenants/shop/members/${user}`, { role });
+  }
+}
+
+test('dashboard end to end in Chromium: forms, review, publish, rollback, gray release, roles, text only', { timeout: 300_000 }, async (t) => {
+  const skip = await browserSkip();
+  if (skip) return t.skip(skip);
+
+  const instanceId = 'gw-e2e-1';
+  const { up, proxy, call, page, shot, field, pick, logIn, logOut, assertClean } = await openDashboard(t, instanceId);
+  // Set-up through the API as a script would: tenants, users and their roles.
+  await shopWithMembers(call, [
+    ['erin', 'editor'],
+    ['rita', 'reviewer'],
+    ['vic', 'viewer'],
+  ]);
+  await call('POST', '/tenants', { id: 'hidden', name: 'Hidden' });
 
   // ---- an editor logs in; a wrong password first
   await page.goto('/');
@@ -517,6 +562,256 @@ test('dashboard end to end in Chromium: forms, review, publish, rollback, gray r
   await page.getByText('Active').first().waitFor();
   assert.equal(await page.getByRole('button', { name: 'Start…' }).count(), 0);
 
-  assert.deepEqual(cspViolations, [], 'no Content-Security-Policy violation');
-  assert.deepEqual(pageErrors, [], 'no uncaught error in the page');
+  assertClean();
+});
+
+test('dashboard in Chromium: reject with a comment, withdraw, rebase a stale change and approve it, promote a gray release', { timeout: 180_000 }, async (t) => {
+  const skip = await browserSkip();
+  if (skip) return t.skip(skip);
+
+  const instanceId = 'gw-e2e-2';
+  const { up, proxy, apiAs, call, page, shot, field, pick, logIn, logOut, dialog, assertClean } = await openDashboard(t, instanceId);
+  await shopWithMembers(call, [
+    ['erin', 'editor'],
+    ['rita', 'reviewer'],
+  ]);
+  // Live: route users (version 1) to an upstream, by the admin's skip-review lane.
+  await call('POST', '/tenants/shop/upstreams', { id: 'demo', nodes: [node(up.port)] });
+  await call('POST', '/tenants/shop/routes', { id: 'users', paths: ['/users/*'], upstreamId: 'demo' });
+  await call('POST', '/tenants/shop/upstreams/demo/publish', { skipReview: true });
+  await call('POST', '/tenants/shop/routes/users/publish', { skipReview: true });
+  await waitUntil('version 1 served', 5000, async () => ((await proxy('/users/1')).status === 200 ? true : undefined), 50);
+
+  // The editor's changes, submitted through the API as a script of hers would.
+  const erin = await apiAs('erin');
+  const submit = async (title: string, kind: string, id: string, content: Record<string, unknown>): Promise<number> => {
+    await erin('PUT', `/tenants/shop/${kind}/${id}`, content);
+    return (await erin('POST', '/tenants/shop/changes', { title, items: [{ kind, id }] })).id;
+  };
+  const people = await submit('Serve /people too', 'routes', 'users', { id: 'users', paths: ['/users/*', '/people/*'], upstreamId: 'demo' });
+  // Meanwhile version 2 of the route goes live another way (the admin's emergency lane): that change is stale.
+  await call('PUT', '/tenants/shop/routes/users', { id: 'users', paths: ['/users/*'], methods: ['GET'], upstreamId: 'demo' });
+  await call('POST', '/tenants/shop/routes/users/publish', { skipReview: true, note: 'GET only' });
+  const bob = await submit('Consumer bob', 'consumers', 'bob', { username: 'bob' });
+  const spare = await submit('A spare upstream', 'upstreams', 'spare', { id: 'spare', nodes: [node(up.port)] });
+  const change = (id: number) => call('GET', `/tenants/shop/changes/${id}`);
+  assert.equal((await proxy('/people/1')).status, 404, 'nothing of an open change is served');
+
+  // ---- a reviewer rejects a change: the comment is required
+  const reason = 'Consumers are made by the platform team: ask in #gateway.';
+  await logIn('rita');
+  await page.goto(`/t/shop/changes/${bob}`);
+  await page.getByTestId('change-item').waitFor();
+  await page.getByRole('button', { name: 'Reject' }).click();
+  const confirmReject = dialog().getByRole('button', { name: 'Reject', exact: true });
+  assert.equal(await confirmReject.isDisabled(), true, 'no rejection without a comment');
+  await field('Comment').fill(reason);
+  assert.equal(await confirmReject.isDisabled(), false);
+  await confirmReject.click();
+  await page.getByTestId('change-comment').waitFor();
+  await page.getByText('rejected', { exact: true }).first().waitFor();
+  const rejected = await change(bob);
+  assert.deepEqual([rejected.status, rejected.comment, rejected.decidedBy], ['rejected', reason, 'rita']);
+  assert.equal((await call('GET', '/tenants/shop/consumers/bob')).live, null, 'nothing went live');
+
+  // ---- the stale change: the reviewer cannot approve it, and is told the author can rebase it
+  await page.goto(`/t/shop/changes/${people}`);
+  await page.getByTestId('change-stale').waitFor();
+  assert.match(await page.getByTestId('change-stale').innerText(), /Its author can rebase it/);
+  assert.match(await page.getByTestId('change-item').innerText(), /live is now version 2/i, 'the badge says what is live now');
+  assert.equal(await page.getByRole('button', { name: 'Approve' }).isDisabled(), true);
+  assert.equal(await page.getByRole('button', { name: /^Rebase/ }).count(), 0);
+  await shot('11-change-stale-reviewer');
+  await logOut();
+
+  // ---- the author sees the rejection and its comment, withdraws a change and rebases the stale one
+  await logIn('erin');
+  await page.goto('/t/shop/changes?tab=mine');
+  await page.getByTestId('changes-table').waitFor();
+  await page.getByText('Rejected', { exact: true }).click();
+  await page.getByTestId('changes-table').getByRole('link', { name: /Consumer bob/ }).click();
+  await page.getByTestId('change-comment').waitFor();
+  const shownComment = await page.getByTestId('change-comment').innerText();
+  assert.match(shownComment, /Comment by rita/);
+  assert.ok(shownComment.includes(reason), shownComment);
+  await page.getByText('rejected', { exact: true }).first().waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Withdraw' }).count(), 0, 'a closed change has no actions');
+  await shot('12-change-rejected-author');
+
+  await page.goto(`/t/shop/changes/${spare}`);
+  await page.getByTestId('change-item').waitFor();
+  await page.getByRole('button', { name: 'Withdraw' }).click();
+  await dialog().getByRole('button', { name: 'Withdraw', exact: true }).click();
+  await page.getByText('withdrawn', { exact: true }).first().waitFor();
+  await page.getByRole('dialog').waitFor({ state: 'detached' });
+  assert.equal(await page.getByRole('button', { name: 'Withdraw' }).count(), 0);
+  assert.equal((await change(spare)).status, 'withdrawn');
+  assert.equal((await call('GET', '/tenants/shop/upstreams/spare')).pending, true, 'the draft stays');
+
+  await page.goto(`/t/shop/changes/${people}`);
+  await page.getByTestId('change-stale').waitFor();
+  await shot('13-change-stale-author');
+  await page.getByRole('button', { name: 'Rebase on the current live versions' }).click();
+  await page.getByTestId('change-stale').waitFor({ state: 'detached' });
+  await page.getByText('Update (based on version 2)').waitFor();
+  const rebased = await change(people);
+  assert.equal(rebased.status, 'open');
+  assert.equal(rebased.items[0].baseVersion, 2);
+  assert.deepEqual(rebased.items[0].content.paths, ['/users/*', '/people/*'], 'its content is kept');
+  await logOut();
+
+  // ---- the reviewer approves the rebased change: it goes live
+  await logIn('rita');
+  await page.goto(`/t/shop/changes/${people}`);
+  await page.getByTestId('change-item').waitFor();
+  assert.equal(await page.getByTestId('change-stale').count(), 0);
+  await page.getByRole('button', { name: 'Approve' }).click();
+  await dialog().getByRole('button', { name: 'Approve and publish' }).click();
+  await page.getByText('approved', { exact: true }).first().waitFor();
+  await waitUntil('the rebased change served', 5000, async () => ((await proxy('/people/1')).status === 200 ? true : undefined), 50);
+  assert.equal((await call('GET', '/tenants/shop/routes/users')).liveVersion, 3);
+  await logOut();
+
+  // ---- an admin tries version 2 (GET only, no /people) on this instance, then promotes it
+  await logIn('admin');
+  await page.goto('/t/shop/gray');
+  await pick('Route', 'users');
+  await pick('Version', /^Version 2/);
+  await pick('Instances', new RegExp(`^${instanceId}`));
+  await page.keyboard.press('Escape');
+  await page.getByRole('button', { name: 'Start…' }).click();
+  await field('Skip review (emergency lane)').check();
+  await dialog().getByRole('button', { name: 'Start gray release', exact: true }).click();
+  await page.getByTestId('gray-card').getByText('serving').waitFor({ timeout: 10_000 });
+  await waitUntil('the gray version served', 5000, async () => ((await proxy('/people/1')).status === 404 ? true : undefined), 50);
+  await page.getByRole('dialog').waitFor({ state: 'detached' });
+  await page.getByTestId('gray-card').getByRole('button', { name: 'Promote' }).click();
+  assert.match(await dialog().innerText(), /Promote the gray version of route users[\s\S]*becomes the live version on every instance/);
+  await field('Skip review (emergency lane)').check();
+  await dialog().getByRole('button', { name: 'Promote', exact: true }).click();
+  await page.getByText('No gray release is running').waitFor();
+  await page.getByRole('dialog').waitFor({ state: 'detached' });
+  await shot('14-gray-promoted');
+  const promoted = await call('GET', '/tenants/shop/routes/users');
+  assert.equal(promoted.liveVersion, 4);
+  assert.deepEqual([promoted.live.paths, promoted.live.methods], [['/users/*'], ['GET']], 'version 2 is live');
+  // No instance keeps a gray override: every one serves the promoted version as its live version.
+  await waitUntil('no gray version left on the instance', 15_000, async () => {
+    const items: Array<{ id: string; gray?: unknown[] }> = (await call('GET', '/instances')).items;
+    const mine = items.find((i) => i.id === instanceId);
+    return mine && !(mine.gray ?? []).length ? true : undefined;
+  }, 200);
+  assert.equal((await proxy('/users/1')).status, 200);
+  assert.equal((await proxy('/users/1', {}, 'POST')).status, 404, 'GET only');
+  assert.equal((await proxy('/people/1')).status, 404);
+
+  assertClean();
+});
+
+test('dashboard in Chromium: a superadmin makes a tenant, a user and a membership; an API token is shown once, works and is revoked', { timeout: 120_000 }, async (t) => {
+  const skip = await browserSkip();
+  if (skip) return t.skip(skip);
+
+  const { adminPort, call, page, shot, field, pick, logIn, logOut, dialog, assertClean } = await openDashboard(t, 'gw-e2e-3');
+  await logIn('admin');
+
+  // ---- a tenant; a bad id first: the API's answer is shown and nothing is made
+  await page.goto('/tenants');
+  await page.getByRole('button', { name: 'New tenant' }).click();
+  await field('Id').fill('Pay Ments');
+  await field('Name').fill('Payments');
+  await dialog().getByRole('button', { name: 'Create' }).click();
+  await dialog().getByTestId('error-alert').waitFor();
+  await field('Id').fill('pay');
+  await dialog().getByRole('button', { name: 'Create' }).click();
+  await page.getByTestId('tenants-table').getByText('Payments').waitFor();
+  const pay = await call('GET', '/tenants/pay');
+  assert.deepEqual([pay.name, pay.reviewRequired], ['Payments', true]);
+  assert.equal((await call('GET', '/tenants')).items.length, 1);
+
+  // ---- a user; a short password is refused
+  await page.goto('/users');
+  await page.getByRole('button', { name: 'New user' }).click();
+  await field('User name').fill('nora');
+  await field('Password').fill('too-short');
+  await dialog().getByRole('button', { name: 'Create' }).click();
+  await dialog().getByTestId('error-alert').waitFor();
+  await field('Password').fill(PASSWORDS.nora!);
+  await dialog().getByRole('button', { name: 'Create' }).click();
+  await page.getByTestId('users-table').getByText('nora', { exact: true }).waitFor();
+  assert.ok((await call('GET', '/users')).items.some((u: { username: string; superadmin: boolean }) => u.username === 'nora' && !u.superadmin));
+
+  // ---- she becomes an editor of the tenant (added as a viewer first by mistake, and removed)
+  const addMember = async (role: string) => {
+    await field('User').fill('nora');
+    await page.getByRole('option', { name: 'nora', exact: true }).click();
+    await pick('Role', new RegExp(`^${role}`));
+    await page.getByRole('button', { name: 'Add member' }).click();
+    await page.getByTestId('members-table').getByText('nora', { exact: true }).waitFor();
+  };
+  await page.goto('/t/pay/members');
+  await addMember('viewer');
+  await page.getByRole('button', { name: 'Remove nora' }).click();
+  await dialog().getByRole('button', { name: 'Remove', exact: true }).click();
+  await page.getByTestId('members-table').getByText('nora', { exact: true }).waitFor({ state: 'detached' });
+  assert.equal((await call.raw('GET', '/tenants/pay/members/nora')).status, 404);
+  await addMember('editor');
+  assert.equal(await page.getByRole('combobox', { name: 'Role of nora' }).inputValue(), 'editor');
+  assert.equal((await call('GET', '/tenants/pay/members/nora')).role, 'editor');
+  await shot('15-members');
+  await logOut();
+
+  // ---- she logs in and finds the tenant, and no administration screens
+  await logIn('nora');
+  await page.waitForURL(/\/t\/pay\/overview/);
+  await page.getByRole('heading', { name: 'Overview' }).waitFor();
+  await page.getByTestId('tenant-switcher').click();
+  assert.equal(await page.getByRole('option').count(), 1);
+  assert.equal(await page.getByRole('option').first().innerText(), 'Payments (pay)');
+  await page.keyboard.press('Escape');
+  assert.equal(await page.getByRole('link', { name: 'Users', exact: true }).count(), 0);
+  assert.equal(await page.getByRole('link', { name: 'Tenants', exact: true }).count(), 0);
+
+  // ---- an API token: shown once, works with the API, revoked
+  await page.getByTestId('user-menu').click();
+  await page.getByRole('menuitem', { name: 'API tokens' }).click();
+  await page.waitForURL(/\/tokens$/);
+  await page.getByText('No tokens').waitFor();
+  await page.getByRole('button', { name: 'New token' }).click();
+  await field('Name').fill('ci-deploy');
+  await dialog().getByRole('button', { name: 'Create' }).click();
+  await dialog().getByTestId('new-token').waitFor();
+  const secret = (await dialog().getByTestId('new-token').innerText()).trim();
+  assert.ok(secret.length >= 32, 'a long random token');
+  assert.match(await dialog().innerText(), /only time the token is shown/);
+  await shot('16-token-shown-once');
+  await dialog().getByRole('button', { name: 'Done' }).click();
+  await page.getByRole('dialog').waitFor({ state: 'detached' });
+  await page.getByTestId('tokens-table').getByText('ci-deploy').waitFor();
+  assert.ok(!(await page.locator('body').innerText()).includes(secret), 'the token is not shown again');
+  await page.getByRole('button', { name: 'New token' }).click();
+  await dialog().getByRole('button', { name: 'Cancel' }).waitFor();
+  assert.equal(await dialog().getByTestId('new-token').count(), 0, 'a new dialog asks for a new token');
+  await dialog().getByRole('button', { name: 'Cancel' }).click();
+  await page.getByRole('dialog').waitFor({ state: 'detached' });
+
+  const bearer = { authorization: `Bearer ${secret}` };
+  const me = await http(adminPort, 'GET', '/api/v1/me', { headers: bearer });
+  assert.equal(me.status, 200, JSON.stringify(me.body));
+  assert.equal(me.body.user.username, 'nora');
+  assert.deepEqual(
+    me.body.memberships.map((m: { tenant: string; role: string }) => [m.tenant, m.role]),
+    [['pay', 'editor']],
+  );
+  assert.equal((await http(adminPort, 'GET', '/api/v1/tenants/pay/routes', { headers: bearer })).status, 200);
+  assert.equal((await http(adminPort, 'GET', '/api/v1/users', { headers: bearer })).status, 403, 'her rights, no more');
+
+  await page.getByRole('button', { name: 'Revoke ci-deploy' }).click();
+  await dialog().getByRole('button', { name: 'Revoke', exact: true }).click();
+  await page.getByText('No tokens').waitFor();
+  const revoked = await http(adminPort, 'GET', '/api/v1/me', { headers: bearer });
+  assert.equal(revoked.status, 401, JSON.stringify(revoked.body));
+  assert.equal((await call('GET', '/tenants/pay/members/nora')).role, 'editor', 'her membership is unaffected');
+
+  assertClean();
 });

@@ -44,7 +44,12 @@ export function useLoad<T>(fn: () => Promise<T>, deps: unknown[], opts: { pollMs
   return { data, error, loading, reload };
 }
 
-/** Run an action, tell the user how it went, and hand back the result (undefined when it failed). */
+/**
+ * Run an action, tell the user how it went, and hand back the result: undefined when it failed, null when it
+ * succeeded with no content (204, e.g. a DELETE), so test success with `!== undefined`, not truthiness.
+ * A failure is told in a notification, unless `onError` is given: the screen shows it where it happened
+ * (a notification would say it twice, and cover the buttons to try again).
+ */
 export async function act<T>(what: string, fn: () => Promise<T>, opts: { success?: string | ((r: T) => string); onError?: (e: ApiError) => void } = {}): Promise<T | undefined> {
   try {
     const r = await fn();
@@ -53,8 +58,8 @@ export async function act<T>(what: string, fn: () => Promise<T>, opts: { success
     return r;
   } catch (e) {
     const err = e instanceof ApiError ? e : new ApiError(0, 'GH_ERR_CLIENT', String((e as Error)?.message ?? e));
-    opts.onError?.(err);
-    notifications.show({ color: 'red', title: `${what} failed`, message: describeError(err), autoClose: 8000 });
+    if (opts.onError) opts.onError(err);
+    else notifications.show({ color: 'red', title: `${what} failed`, message: describeError(err), autoClose: 8000 });
     return undefined;
   }
 }

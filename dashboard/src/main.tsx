@@ -29,7 +29,8 @@ createRoot(document.getElementById('root')!).render(
   <StrictMode>
     <MantineProvider theme={theme} defaultColorScheme="auto" colorSchemeManager={localStorageColorSchemeManager({ key: 'gh.color-scheme' })} getStyleNonce={() => nonce ?? ''}>
       <ModalsProvider>
-        <Notifications position="top-right" limit={4} />
+        {/* Bottom right: at the top they covered the header's user menu, and hovering one holds it open. */}
+        <Notifications position="bottom-right" limit={4} />
         <BrowserRouter>
           <AuthProvider>
             <App />

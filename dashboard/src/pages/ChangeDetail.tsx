@@ -34,6 +34,8 @@ export function ChangeDetailPage() {
   const open = c.status === 'open';
   const canReview = open && s.can(tenant, 'review') && !isAuthor;
   const canHandle = open && (isAuthor || s.can(tenant, 'manage'));
+  // An item whose live version moved on since it was submitted: approval would be refused until it is rebased.
+  const stale = open && c.items.some(isStale);
 
   const decide = async () => {
     setBusy(true);
@@ -112,7 +114,7 @@ export function ChangeDetailPage() {
               </Button>
             )}
             {canReview && (
-              <Button color="teal" leftSection={<IconCheck size={16} />} onClick={() => setDeciding('approve')}>
+              <Button color="teal" leftSection={<IconCheck size={16} />} disabled={stale} onClick={() => setDeciding('approve')}>
                 Approve
               </Button>
             )}
@@ -124,9 +126,9 @@ export function ChangeDetailPage() {
           You wrote this change: another reviewer approves it.
         </Alert>
       )}
-      {conflict && (
-        <Alert color="orange" icon={<IconGitMerge size={18} />} mb="md" title="The live config moved on">
-          <Text size="sm">{conflict.message}</Text>
+      {open && (conflict || stale) && (
+        <Alert color="orange" icon={<IconGitMerge size={18} />} mb="md" title="The live config moved on" data-testid="change-stale">
+          <Text size="sm">{conflict ? conflict.message : 'What is live changed since this change was submitted: it cannot be approved until it is rebased on the current live versions.'}</Text>
           {canHandle ? (
             <Button mt="sm" size="xs" variant="light" color="orange" onClick={() => void rebase()}>
               Rebase on the current live versions
@@ -178,6 +180,11 @@ export function ChangeDetailPage() {
   );
 }
 
+/** The item's entity went live again after the change was made from it (a promote is checked by the API). */
+function isStale(it: ChangeItemView): boolean {
+  return it.liveVersion !== undefined && it.op !== 'promote' && it.liveVersion !== it.baseVersion;
+}
+
 function ItemCard({ it, tenant }: { it: ChangeItemView; tenant: string }) {
   const info = KINDS[it.kind as Kind];
   const what =
@@ -190,7 +197,7 @@ function ItemCard({ it, tenant }: { it: ChangeItemView; tenant: string }) {
           : it.baseVersion === 0
             ? 'Create'
             : `Update (based on version ${it.baseVersion})`;
-  const stale = it.liveVersion !== undefined && it.op !== 'promote' && it.liveVersion !== it.baseVersion;
+  const stale = isStale(it);
   return (
     <Card withBorder radius="md" padding="md" data-testid="change-item">
       <Group justify="space-between" mb="sm">

@@ -3,7 +3,7 @@
  * or YAML. Saving writes the draft only (nothing is served until published); the API's field problems are
  * shown at their fields.
  */
-import { useEffect, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { Alert, Button, Group, Paper, SegmentedControl, Select, Stack, Text, TextInput } from '@mantine/core';
 import { IconDeviceFloppy, IconInfoCircle } from '@tabler/icons-react';
 import { useNavigate, useParams } from 'react-router';
@@ -34,6 +34,11 @@ export function EntityEditPage({ kind }: { kind: Kind }) {
   const [error, setError] = useState<ApiError | null>(null);
   const [saving, setSaving] = useState(false);
   const [rawKey, setRawKey] = useState(0);
+  // The save button is at the end of the form: bring the refusal (listed above the form) into view.
+  const errorRef = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    if (error) errorRef.current?.scrollIntoView({ block: 'center' });
+  }, [error]);
 
   useEffect(() => {
     if (creating) return;
@@ -109,7 +114,9 @@ export function EntityEditPage({ kind }: { kind: Kind }) {
           Your role in this tenant is read-only.
         </Alert>
       )}
-      <ErrorAlert error={error} title="The draft was not saved" />
+      <div ref={errorRef}>
+        <ErrorAlert error={error} title="The draft was not saved" />
+      </div>
       <Paper withBorder p="lg" radius="md">
         <Stack>
           {kind === 'global-plugins' ? (

@@ -21,7 +21,9 @@ export function GrayPage() {
   const base = `/admin/services/gray/${seg(tenant)}/routes`;
   const grays = useLoad(() => get<{ items: GrayRelease[] }>(base), [base], { pollMs: 3000 });
   const instances = useLoad(() => get<{ items: Instance[] }>(`${V1}/instances`), [], { pollMs: 3000 });
+  // The release being promoted stays set while its dialog closes (its title names the route).
   const [promoting, setPromoting] = useState<GrayRelease | null>(null);
+  const [promoteOpen, setPromoteOpen] = useState(false);
   const outcome = useReleaseOutcome();
   const canPublish = s.can(tenant, 'publish');
 
@@ -32,7 +34,7 @@ export function GrayPage() {
       labels: { confirm: 'Stop', cancel: 'Cancel' },
       confirmProps: { color: 'red' },
       onConfirm: async () => {
-        if (await act('Stop gray release', () => del(`${base}/${seg(g.routeId)}`), { success: `Route ${g.routeId}: every instance serves the live version again.` })) await Promise.all([grays.reload(), instances.reload()]);
+        if ((await act('Stop gray release', () => del(`${base}/${seg(g.routeId)}`), { success: `Route ${g.routeId}: every instance serves the live version again.` })) !== undefined) await Promise.all([grays.reload(), instances.reload()]);
       },
     });
 
@@ -85,7 +87,14 @@ export function GrayPage() {
                       <Button size="xs" variant="default" color="red" leftSection={<IconPlayerStop size={14} />} onClick={() => stop(g)}>
                         Stop
                       </Button>
-                      <Button size="xs" leftSection={<IconRocket size={14} />} onClick={() => setPromoting(g)}>
+                      <Button
+                        size="xs"
+                        leftSection={<IconRocket size={14} />}
+                        onClick={() => {
+                          setPromoting(g);
+                          setPromoteOpen(true);
+                        }}
+                      >
                         Promote
                       </Button>
                     </Group>
@@ -142,8 +151,8 @@ export function GrayPage() {
         </Paper>
       </Stack>
       <ReleaseModal
-        opened={promoting !== null}
-        onClose={() => setPromoting(null)}
+        opened={promoteOpen}
+        onClose={() => setPromoteOpen(false)}
         tenant={tenant}
         title={`Promote the gray version of route ${promoting?.routeId ?? ''}`}
         verb="Promote"

@@ -37,7 +37,7 @@ export function MembersPage() {
       labels: { confirm: 'Remove', cancel: 'Cancel' },
       confirmProps: { color: 'red' },
       onConfirm: async () => {
-        if (await act('Remove member', () => del(`${tenantPath(tenant)}/members/${seg(name)}`), { success: `${name} removed.` })) await members.reload();
+        if ((await act('Remove member', () => del(`${tenantPath(tenant)}/members/${seg(name)}`), { success: `${name} removed.` })) !== undefined) await members.reload();
       },
     });
   return (

@@ -41,7 +41,7 @@ export function TokensPage() {
       labels: { confirm: 'Revoke', cancel: 'Cancel' },
       confirmProps: { color: 'red' },
       onConfirm: async () => {
-        if (await act('Revoke token', () => del(`${V1}/tokens/${seg(t.id)}`), { success: 'Revoked.' })) await tokens.reload();
+        if ((await act('Revoke token', () => del(`${V1}/tokens/${seg(t.id)}`), { success: 'Revoked.' })) !== undefined) await tokens.reload();
       },
     });
   const fe = error?.fieldErrors() ?? {};
