@@ -343,7 +343,18 @@ async function openDashboard(t: TestContext, instanceId: string) {
     assert.deepEqual(cspViolations, [], 'no Content-Security-Policy violation');
     assert.deepEqual(pageErrors, [], 'no uncaught error in the page');
   };
-  return { up, adminPort, gw, proxy, apiAs, call, page, shot, field, pick, logIn, logOut, dialog, assertClean };
+  /** On the gray release screen: start version `version` of `route` on this instance, in the skip-review lane. */
+  const startGray = async (route: string, version: RegExp) => {
+    await page.goto('/t/shop/gray');
+    await pick('Route', route);
+    await pick('Version', version);
+    await pick('Instances', new RegExp(`^${instanceId}`));
+    await page.keyboard.press('Escape');
+    await page.getByRole('button', { name: 'Start…' }).click();
+    await field('Skip review (emergency lane)').check();
+    await dialog().getByRole('button', { name: 'Start gray release', exact: true }).click();
+  };
+  return { up, adminPort, gw, proxy, apiAs, call, page, shot, field, pick, logIn, logOut, dialog, assertClean, startGray };
 }
 
 /** Tenant shop (review required, admins may skip it) and users with a role in it. */
@@ -360,7 +371,7 @@ test('dashboard end to end in Chromium: forms, review, publish, rollback, gray r
   if (skip) return t.skip(skip);
 
   const instanceId = 'gw-e2e-1';
-  const { up, proxy, call, page, shot, field, pick, logIn, logOut, assertClean } = await openDashboard(t, instanceId);
+  const { up, proxy, call, page, shot, field, pick, logIn, logOut, assertClean, startGray } = await openDashboard(t, instanceId);
   // Set-up through the API as a script would: tenants, users and their roles.
   await shopWithMembers(call, [
     ['erin', 'editor'],
@@ -499,14 +510,7 @@ test('dashboard end to end in Chromium: forms, review, publish, rollback, gray r
   await page.getByText('rollback to version 1').first().waitFor();
 
   // ---- gray release of version 2 (POST only) to this gateway instance, then stop it
-  await page.goto('/t/shop/gray');
-  await pick('Route', 'users');
-  await pick('Version', /^Version 2/);
-  await pick('Instances', new RegExp(`^${instanceId}`));
-  await page.keyboard.press('Escape');
-  await page.getByRole('button', { name: 'Start…' }).click();
-  await field('Skip review (emergency lane)').check();
-  await page.getByRole('dialog').getByRole('button', { name: 'Start gray release', exact: true }).click();
+  await startGray('users', /^Version 2/);
   await page.getByTestId('gray-card').waitFor();
   await waitUntil('the gray version served', 5000, async () => ((await proxy('/users/1', { apikey: 'alice-secret-key' })).status === 404 ? true : undefined), 50);
   await page.getByTestId('gray-card').getByText('serving').waitFor({ timeout: 10_000 });
@@ -570,7 +574,7 @@ test('dashboard in Chromium: reject with a comment, withdraw, rebase a stale cha
   if (skip) return t.skip(skip);
 
   const instanceId = 'gw-e2e-2';
-  const { up, proxy, apiAs, call, page, shot, field, pick, logIn, logOut, dialog, assertClean } = await openDashboard(t, instanceId);
+  const { up, proxy, apiAs, call, page, shot, field, pick, logIn, logOut, dialog, assertClean, startGray } = await openDashboard(t, instanceId);
   await shopWithMembers(call, [
     ['erin', 'editor'],
     ['rita', 'reviewer'],
@@ -674,14 +678,7 @@ test('dashboard in Chromium: reject with a comment, withdraw, rebase a stale cha
 
   // ---- an admin tries version 2 (GET only, no /people) on this instance, then promotes it
   await logIn('admin');
-  await page.goto('/t/shop/gray');
-  await pick('Route', 'users');
-  await pick('Version', /^Version 2/);
-  await pick('Instances', new RegExp(`^${instanceId}`));
-  await page.keyboard.press('Escape');
-  await page.getByRole('button', { name: 'Start…' }).click();
-  await field('Skip review (emergency lane)').check();
-  await dialog().getByRole('button', { name: 'Start gray release', exact: true }).click();
+  await startGray('users', /^Version 2/);
   await page.getByTestId('gray-card').getByText('serving').waitFor({ timeout: 10_000 });
   await waitUntil('the gray version served', 5000, async () => ((await proxy('/people/1')).status === 404 ? true : undefined), 50);
   await page.getByRole('dialog').waitFor({ state: 'detached' });
