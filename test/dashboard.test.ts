@@ -541,6 +541,7 @@ test('dashboard end to end in Chromium: forms, review, publish, rollback, gray r
 
   await page.goto('/instances');
   await page.getByTestId('instances-table').getByText(instanceId).waitFor();
+  await page.getByTestId('instances-table').getByText(/^metrics read at http:\/\/127\.0\.0\.1:\d+$/).waitFor();
   await shot('08-instances');
   await page.goto('/t/shop/upstreams/demo?tab=nodes');
   await page.getByTestId('nodes-table').getByText(`127.0.0.1:${up.port}`).waitFor();

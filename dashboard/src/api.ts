@@ -187,6 +187,8 @@ export interface Instance {
   id: string;
   hostname?: string;
   addresses?: Record<string, unknown>;
+  /** Where the control plane reads the instance's metrics (null when it advertises none). */
+  statusUrl?: string | null;
   version?: string;
   labels?: Record<string, string>;
   revision?: number;

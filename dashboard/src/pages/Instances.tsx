@@ -59,6 +59,11 @@ export function InstancesPage() {
                     </Table.Td>
                     <Table.Td>
                       <Text size="sm">{addresses(i.addresses)}</Text>
+                      {i.statusUrl !== undefined && (
+                        <Text size="xs" c="dimmed" ff="monospace">
+                          {i.statusUrl === null ? 'no status URL advertised' : `metrics read at ${i.statusUrl}`}
+                        </Text>
+                      )}
                     </Table.Td>
                     <Table.Td>{i.version ?? '—'}</Table.Td>
                     <Table.Td>
