@@ -327,6 +327,27 @@ describe('connections', () => {
     await rejects(send(poolFor(port)).result, 'ECONNREFUSED');
   });
 
+  test('an address that cannot be connected to at all fails the request, and the pool stays usable', async () => {
+    const pool = poolFor(65536);
+    await assert.rejects(send(pool).result, (err: NodeJS.ErrnoException) => err.code === 'ERR_SOCKET_BAD_PORT');
+    assert.equal(pool.size, 0);
+  });
+
+  test('a long queue is served in order as connections free up', async () => {
+    const order: string[] = [];
+    const server = http.createServer((req, res) => {
+      order.push(req.url!);
+      res.end(req.url);
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const pool = poolFor((server.address() as AddressInfo).port, { connections: 1 });
+    const n = 3000;
+    const all = await Promise.all(Array.from({ length: n }, (_, i) => send(pool, { path: `/${i}` }).result));
+    assert.equal(all.length, n);
+    assert.deepEqual(order, Array.from({ length: n }, (_, i) => `/${i}`));
+  });
+
   test('abort while waiting for a connection: the request is never sent', async () => {
     const srv = await rawServer((_h, s, n) => setTimeout(() => s.write(ok(String(n))), 50));
     const pool = poolFor(srv.port, { connections: 1 });

@@ -847,18 +847,46 @@ export class H1Pool {
       c.deadline = 0;
       c.start(p);
     } else if (this.count < this.options.connections) {
-      this.count++;
-      new Conn(this, p);
+      this.open(p);
     } else {
       this.queue.push(p);
     }
   }
 
+  /** A new connection for `p` (counted from now on). */
+  private open(p: Pending): void {
+    this.count++;
+    try {
+      new Conn(this, p);
+    } catch (err) {
+      // A connection that cannot even be attempted (an unusable address): nothing was opened.
+      this.count--;
+      p.fail(err as Error);
+    }
+  }
+
+  /** The next request still waiting, or null; the queue is compacted as it is consumed. */
+  private dequeue(): Pending | null {
+    while (this.queueHead < this.queue.length) {
+      const next = this.queue[this.queueHead]!;
+      this.queue[this.queueHead++] = undefined as unknown as Pending;
+      if (this.queueHead === this.queue.length) {
+        this.queue = [];
+        this.queueHead = 0;
+      } else if (this.queueHead >= 1024 && this.queueHead * 2 >= this.queue.length) {
+        // Under lasting overload the queue never empties: drop the consumed front now and then.
+        this.queue = this.queue.slice(this.queueHead);
+        this.queueHead = 0;
+      }
+      if (!next.settled) return next;
+    }
+    return null;
+  }
+
   /** Send a request again on a new connection (its reused one was closed under it). */
   replay(p: Pending): void {
     if (this.count < this.options.connections) {
-      this.count++;
-      new Conn(this, p);
+      this.open(p);
     } else {
       // Ahead of the waiting requests: it was sent before them.
       this.queue.splice(this.queueHead, 0, p);
@@ -867,17 +895,10 @@ export class H1Pool {
 
   /** A connection finished an exchange and can carry another. */
   release(c: Conn): void {
-    while (this.queueHead < this.queue.length) {
-      const next = this.queue[this.queueHead]!;
-      this.queue[this.queueHead++] = undefined as unknown as Pending;
-      if (this.queueHead === this.queue.length) {
-        this.queue = [];
-        this.queueHead = 0;
-      }
-      if (!next.settled) {
-        c.start(next);
-        return;
-      }
+    const next = this.dequeue();
+    if (next !== null) {
+      c.start(next);
+      return;
     }
     if (this.closing) {
       c.destroy();
@@ -893,16 +914,10 @@ export class H1Pool {
     const i = this.idle.lastIndexOf(c);
     if (i >= 0) this.idle.splice(i, 1);
     // A request waiting for a connection gets a new one.
-    while (this.queueHead < this.queue.length && this.count < this.options.connections) {
-      const next = this.queue[this.queueHead++]!;
-      if (this.queueHead === this.queue.length) {
-        this.queue = [];
-        this.queueHead = 0;
-      }
-      if (!next.settled) {
-        this.count++;
-        new Conn(this, next);
-      }
+    while (this.count < this.options.connections) {
+      const next = this.dequeue();
+      if (next === null) break;
+      this.open(next);
     }
     if (this.count === 0 && this.onEmpty !== null) {
       const done = this.onEmpty;
