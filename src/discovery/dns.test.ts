@@ -9,9 +9,10 @@ import assert from 'node:assert/strict';
 import { loadSettings, SettingsError } from '../config/settings.js';
 import { createLogger } from '../core/logger.js';
 import { DiscoveryBackends, resolveDiscoverySettings } from './index.js';
-import type { DiscoveredNode, DiscoveryHandlers, DiscoverySpec, DiscoveryWatch } from './types.js';
+import type { DiscoverySpec, DiscoveryWatch } from './types.js';
 import { dnsSkip, TestDns } from '../../test/helpers/dns.js';
 import { waitUntil } from '../../test/helpers/cli.js';
+import { addrs, Recorder } from '../../test/helpers/discovery.js';
 
 const skip = dnsSkip();
 const log = createLogger({ level: 'silent' });
@@ -21,26 +22,6 @@ function backendsFor(dns: TestDns, extra: Record<string, unknown> = {}): Discove
   return new DiscoveryBackends(resolveDiscoverySettings(settings), log);
 }
 
-/** A watch whose reports are recorded, with a way to wait for one that matches. */
-class Recorder {
-  readonly nodes: DiscoveredNode[][] = [];
-  readonly errors: Error[] = [];
-  readonly handlers: DiscoveryHandlers = {
-    onNodes: (n) => this.nodes.push(n),
-    onError: (e) => this.errors.push(e),
-  };
-  watch!: DiscoveryWatch;
-
-  get last(): DiscoveredNode[] | undefined {
-    return this.nodes[this.nodes.length - 1];
-  }
-
-  async until(what: string, pred: (nodes: DiscoveredNode[]) => boolean, timeoutMs = 5000): Promise<DiscoveredNode[]> {
-    return waitUntil(what, timeoutMs, () => (this.last && pred(this.last) ? this.last : undefined), 20);
-  }
-}
-
-const addrs = (nodes: DiscoveredNode[]) => nodes.map((n) => `${n.host}:${n.port}`).sort();
 
 describe('dns discovery backend', { skip }, () => {
   let dns: TestDns;

@@ -11,31 +11,13 @@ import { createLogger } from '../core/logger.js';
 import { EtcdClient } from '../etcd/client.js';
 import { DiscoveryBackends, resolveDiscoverySettings } from './index.js';
 import { instanceKey, parseInstance } from './etcd.js';
-import type { DiscoveredNode, DiscoveryHandlers, DiscoverySpec, DiscoveryWatch } from './types.js';
+import type { DiscoverySpec, DiscoveryWatch } from './types.js';
 import { etcdSkip, TestEtcd } from '../../test/helpers/etcd.js';
 import { waitUntil } from '../../test/helpers/cli.js';
+import { addrs, Recorder } from '../../test/helpers/discovery.js';
 
 const skip = etcdSkip();
 
-class Recorder {
-  readonly nodes: DiscoveredNode[][] = [];
-  readonly errors: Error[] = [];
-  readonly handlers: DiscoveryHandlers = {
-    onNodes: (n) => this.nodes.push(n),
-    onError: (e) => this.errors.push(e),
-  };
-  watch!: DiscoveryWatch;
-
-  get last(): DiscoveredNode[] | undefined {
-    return this.nodes[this.nodes.length - 1];
-  }
-
-  async until(what: string, pred: (nodes: DiscoveredNode[]) => boolean, timeoutMs = 5000): Promise<DiscoveredNode[]> {
-    return waitUntil(what, timeoutMs, () => (this.last && pred(this.last) ? this.last : undefined), 20);
-  }
-}
-
-const addrs = (nodes: DiscoveredNode[]) => nodes.map((n) => `${n.host}:${n.port}`).sort();
 
 it('parses an instance value: host and port required, weight defaults to 1, other fields join the metadata', () => {
   assert.deepEqual(parseInstance('{"host":"10.0.0.5","port":8080}'), { host: '10.0.0.5', port: 8080, weight: 1 });

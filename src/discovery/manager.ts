@@ -15,6 +15,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { DiscoverySettings } from '../config/settings.js';
+import type { DiscoverySample } from '../status/metrics.js';
 import { DiscoveryBackends } from './index.js';
 import { canonicalNodes, discoverySpecs, sameNodes, type UpstreamsOfConfig } from './spec.js';
 import type { DiscoveredNode, DiscoveryLogger, DiscoverySpec, DiscoveryWatch } from './types.js';
@@ -39,16 +40,6 @@ export interface DiscoveryState {
   updatedAt?: string;
 }
 
-/** One watch's series for /metrics. */
-export interface DiscoveryMetric {
-  key: string;
-  source: string;
-  service: string;
-  cluster: string;
-  nodes: number;
-  up: boolean;
-  errors: number;
-}
 
 interface Entry {
   readonly key: string;
@@ -189,7 +180,7 @@ export class DiscoveryManager extends EventEmitter<DiscoveryManagerEvents> {
     return { ok: down.length === 0, detail: { watches: this.#entries.size, down } };
   }
 
-  metrics(): DiscoveryMetric[] {
+  metrics(): DiscoverySample[] {
     return [...this.#entries.values()].map((e) => ({
       key: e.key,
       source: e.spec.type,

@@ -353,7 +353,6 @@ function renderTraffic(out: string[], merged: MetricsDump): void {
   }
 }
 
-/** Merge worker dumps and render the Prometheus text exposition format. */
 /** One discovery watch, as the process that runs the watches reports it. */
 export interface DiscoverySample {
   /** The watch's spec key. */
@@ -381,6 +380,7 @@ function renderDiscovery(out: string[], samples: readonly DiscoverySample[]): vo
   for (const d of samples) out.push(`gatehouse_discovery_errors_total{${labels(d)}} ${d.errors}`);
 }
 
+/** Merge worker dumps and render the Prometheus text exposition format. */
 export function renderPrometheus(
   dumps: MetricsDump[],
   extra: { health?: HealthSample[]; configRevision?: number; workers?: number; configSourceUp?: boolean; discovery?: readonly DiscoverySample[] } = {},

@@ -15,7 +15,7 @@ import { Resolver } from 'node:dns/promises';
 import { userInfo, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, sleep } from './cli.js';
-import { skipUnlessPresent } from './required.js';
+import { cleanupOnExit, skipUnlessPresent } from './required.js';
 
 /** dnsmasq lives in sbin, which is not on every user's PATH. */
 function dnsmasqPath(): string | null {
@@ -34,12 +34,7 @@ export function dnsSkip(): string | false {
   return skipUnlessPresent(dnsmasqAvailable() ? null : 'dnsmasq is not installed (Debian package dnsmasq-base)');
 }
 
-const running = new Set<ChildProcess>();
-const dirs = new Set<string>();
-process.once('exit', () => {
-  for (const c of running) c.kill('SIGKILL');
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const { children: running, dirs: dirs } = cleanupOnExit();
 
 /** One SRV record: `name` (e.g. _http._tcp.svc.gh.test) points at `target`:`port`. */
 export interface SrvRecord {

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Agent, request, type Dispatcher } from 'undici';
 import { freePort, sleep } from './cli.js';
-import { skipUnlessPresent } from './required.js';
+import { cleanupOnExit, skipUnlessPresent } from './required.js';
 
 export function etcdAvailable(): boolean {
   return spawnSync('etcd', ['--version'], { stdio: 'ignore' }).status === 0;
@@ -26,12 +26,7 @@ export function etcdSkip(): string | false {
   return skipUnlessPresent(etcdAvailable() ? null : 'etcd is not installed (Debian package etcd-server)');
 }
 
-const running = new Set<ChildProcess>();
-const dataDirs = new Set<string>();
-process.once('exit', () => {
-  for (const c of running) c.kill('SIGKILL');
-  for (const d of dataDirs) rmSync(d, { recursive: true, force: true });
-});
+const { children: running, dirs: dataDirs } = cleanupOnExit();
 
 export interface TestEtcdOptions {
   /** Extra etcd flags, e.g. ['--auth-token-ttl', '1']. */
