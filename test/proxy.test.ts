@@ -5,7 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import { once } from 'node:events';
@@ -378,6 +378,57 @@ describe('streaming', () => {
     assert.equal(status, 200);
     assert.equal(received, total);
     assert.ok(peak - base < 96 * 1024 * 1024, `memory grew by ${Math.round((peak - base) / 1048576)} MiB while moving 256 MiB`);
+  });
+
+  it('relays response bodies byte for byte at every size, framing and piece count, on one client connection', async () => {
+    // Every byte value, at the sizes where the relay changes how it writes: a small whole body goes out as one
+    // string with the head, larger ones as buffers, bodies read in several pieces are gathered per loop turn.
+    const sizes = [0, 1, 256, 4096, 16 * 1024, 16 * 1024 + 1, 64 * 1024, 64 * 1024 + 300, 1024 * 1024 + 7];
+    const bodies = new Map(sizes.map((n) => [n, Buffer.from(Array.from({ length: n }, (_, i) => (i * 131 + (i >> 8)) & 0xff))]));
+    const source = await upstream((req, res) => {
+      const [, mode, size] = /^\/(\w+)\/(\d+)$/.exec(req.url ?? '') ?? [];
+      const body = bodies.get(Number(size))!;
+      if (mode === 'length') {
+        res.writeHead(200, { 'content-length': body.length, 'content-type': 'application/octet-stream' });
+        res.end(body);
+        return;
+      }
+      // Chunked, in pieces written on separate turns of the event loop.
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      let at = 0;
+      const step = () => {
+        if (at >= body.length) return void res.end();
+        res.write(body.subarray(at, at + 5000));
+        at += 5000;
+        setImmediate(step);
+      };
+      step();
+    });
+    const gw = await gateway({ routes: [route('r', ['/*'], { nodes: [node(source.port)] })] });
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    defer(() => agent.destroy());
+    const get = (path: string, method = 'GET') =>
+      new Promise<{ status: number; body: Buffer; socket: unknown }>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port: gw.http, path, method, agent }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), socket: req.socket }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const sockets = new Set<unknown>();
+    for (const mode of ['length', 'chunked']) {
+      for (const size of [...sizes, ...[...sizes].reverse()]) {
+        const r = await get(`/${mode}/${size}`);
+        assert.equal(r.status, 200);
+        assert.ok(r.body.equals(bodies.get(size)!), `${mode} body of ${size} bytes arrived as ${r.body.length} bytes, or changed`);
+        sockets.add(r.socket);
+      }
+      const head = await get(`/${mode}/4096`, 'HEAD');
+      assert.equal(head.body.length, 0);
+    }
+    assert.equal(sockets.size, 1, 'every response was framed right, so the client kept one connection');
   });
 
   it('applies backpressure to the upstream when the client reads slowly', async () => {
