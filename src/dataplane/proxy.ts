@@ -409,10 +409,12 @@ export class Exchange implements UpstreamHandler {
       if (!this.relayed && !this.ctx.h2 && chunk.length <= SINGLE_WRITE_MAX) {
         // A small body that is the whole response leaves as one string with the head, in one plain write.
         // end(chunk) would queue it on the corked socket beside the head and an empty piece, for a vectored
-        // write; write() corks until the next tick, so uncork at once: the head and body are all there is.
-        (res as ServerResponse).write(chunk.toString('latin1'), 'latin1');
-        (res as ServerResponse).uncork();
-        res.end();
+        // write. Corked here, write() does not cork until the next tick itself; uncorking writes head + body.
+        const r = res as ServerResponse;
+        r.cork();
+        r.write(chunk.toString('latin1'), 'latin1');
+        r.uncork();
+        r.end();
       } else res.end(chunk);
     } else res.end();
   }
