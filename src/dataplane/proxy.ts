@@ -62,12 +62,6 @@ const JSON_HEADERS = 'application/json';
 function noop(): void {}
 
 const EMPTY = Buffer.alloc(0);
-/**
- * Response body bytes held for a client that reads slower than the node answers before the gateway stops
- * reading from the node (backpressure). Room for two 64 KiB reads, so a body read in one burst is relayed
- * in one write; one response holds at most this plus one read.
- */
-const RELAY_BUFFER = 128 * 1024;
 /** Largest body sent with its head as one string (see onComplete). */
 const SINGLE_WRITE_MAX = 16 * 1024;
 
@@ -163,8 +157,6 @@ export class Exchange implements UpstreamHandler {
   private drainWaiting: (() => void) | null = null;
   /** Body bytes were written before the last piece. */
   private relayed = false;
-  /** The client socket is corked until the end of this turn of the event loop. */
-  private corked = false;
   private limiter: BodyLimit | null = null;
   private sendTimer: NodeJS.Timeout | null = null;
   private lastBodyProgress = 0;
@@ -360,26 +352,11 @@ export class Exchange implements UpstreamHandler {
     }
     this.ctx.bytesSent += chunk.length;
     if (this.tapBody) runResponseTap(this.ctx, this.ctx.chain!, chunk, false);
-    const res = this.ctx.res as ServerResponse;
     this.relayed = true;
-    if (!this.ctx.h2 && !this.corked) {
-      // Pieces read in the same turn of the event loop (a 64 KiB body comes in two reads, the second at once)
-      // leave in one write: one system call and one wake-up of the client instead of one per piece.
-      this.corked = true;
-      res.cork();
-      setImmediate(this.uncork);
-    }
-    if (res.write(chunk) || (!this.ctx.h2 && res.writableLength <= RELAY_BUFFER)) return true;
-    res.once('drain', this.drainWaiting!);
-    return false;
+    const ok = (this.ctx.res as ServerResponse).write(chunk);
+    if (!ok) (this.ctx.res as ServerResponse).once('drain', this.drainWaiting!);
+    return ok;
   }
-
-  private readonly uncork = (): void => {
-    this.corked = false;
-    const res = this.ctx.res as ServerResponse;
-    // end() uncorks fully by itself; a destroyed response has nothing left to write.
-    if (!res.writableEnded && !res.destroyed) res.uncork();
-  };
 
   onComplete(trailers: string[] | null): void {
     this.done(true);
