@@ -107,9 +107,12 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 /** Methods whose requests are expected to carry content: without a body they announce a zero length. */
 const EXPECTS_CONTENT = new Set(['POST', 'PUT', 'PATCH', 'QUERY']);
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Token characters of RFC 9110 5.6.2 (a header field name). */
+const TOKEN_CHARS = "!#$%&'*+\\-.^_`|~0-9A-Za-z";
 /** Field value characters of RFC 9110 5.5 (VCHAR, obs-text, SP, HTAB): no CR, LF, NUL or other controls. */
-const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+const FIELD_CHARS = '\\t\\x20-\\x7e\\x80-\\xff';
+const TOKEN = new RegExp(`^[${TOKEN_CHARS}]+$`);
+const BAD_VALUE = new RegExp(`[^${FIELD_CHARS}]`);
 /** What node's own client refuses in a request target. */
 const BAD_PATH = /[^\u0021-\u00ff]/;
 const DIGITS = /^\d{1,15}$/;
@@ -118,7 +121,8 @@ const DIGITS = /^\d{1,15}$/;
  * colon and field characters: one sticky test from the first header line instead of two per field. Only a
  * head that fails it is checked line by line, to say what is wrong.
  */
-const HEADER_SECTION = /[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*)*$/y;
+const HEADER_LINE = `[${TOKEN_CHARS}]+:[${FIELD_CHARS}]*`;
+const HEADER_SECTION = new RegExp(`${HEADER_LINE}(?:\\r\\n${HEADER_LINE})*$`, 'y');
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 const CHUNKED_END = Buffer.from('0\r\n\r\n', 'latin1');
 const CRLF = '\r\n';
