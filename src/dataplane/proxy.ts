@@ -62,6 +62,11 @@ const JSON_HEADERS = 'application/json';
 function noop(): void {}
 
 const EMPTY = Buffer.alloc(0);
+/**
+ * Response bytes an HTTP/1.1 client may leave unread in the gateway before it stops reading from the node: one
+ * 64 KiB socket read of the body plus room for the response head and the piece that ends it.
+ */
+const RELAY_WINDOW = 96 * 1024;
 /** Largest body sent with its head as one string (see onComplete). */
 const SINGLE_WRITE_MAX = 16 * 1024;
 
@@ -353,9 +358,13 @@ export class Exchange implements UpstreamHandler {
     this.ctx.bytesSent += chunk.length;
     if (this.tapBody) runResponseTap(this.ctx, this.ctx.chain!, chunk, false);
     this.relayed = true;
-    const ok = (this.ctx.res as ServerResponse).write(chunk);
-    if (!ok) (this.ctx.res as ServerResponse).once('drain', this.drainWaiting!);
-    return ok;
+    const res = this.ctx.res as ServerResponse;
+    // write() says false for any piece above the socket's 16 KiB high-water mark, though a piece written while
+    // the head is corked leaves in one go a moment later; pausing the node for it costs a pause, a 'drain' and
+    // a resume per response. Backpressure starts when more than RELAY_WINDOW waits for the client instead.
+    if (res.write(chunk) || (!this.ctx.h2 && res.writableLength <= RELAY_WINDOW)) return true;
+    res.once('drain', this.drainWaiting!);
+    return false;
   }
 
   onComplete(trailers: string[] | null): void {
