@@ -41,6 +41,7 @@ const HELP = `Usage: node run.mjs [options]        (npm run bench -- [options])
   --sizes LIST         body sizes: small,4k,64k (default all)                         (BENCH_SIZES)
   --connections LIST   wrk connections, e.g. 64,256 (default 64)                      (BENCH_CONNECTIONS)
   --proxies LIST       none,nginx,undici,fast-gateway,fastify,http-proxy,gatehouse    (BENCH_PROXIES)
+                       (default all of these); tcp-relay is an opt-in extra reference
   --no-scenarios       skip Gatehouse's extra scenarios (10,000 routes; reloads)      (BENCH_SCENARIOS=0)
   --scenarios-only     run only Gatehouse's extra scenarios
   --scenarios LIST     which scenarios: one-route,many-routes,reload,plugins (all)    (BENCH_SCENARIOS=LIST)
@@ -106,7 +107,7 @@ function parseOptions(argv) {
   o.warmup ??= o.quick ? 1 : 3;
   o.sizes ??= o.quick ? ['small'] : ['small', '4k', '64k'];
   o.connections ??= [64];
-  o.proxies ??= PROXIES.map((p) => p.key);
+  o.proxies ??= PROXIES.filter((p) => !p.optIn).map((p) => p.key);
   o.sizes = [...new Set(o.sizes)];
   o.connections = [...new Set(o.connections)];
   o.proxies = [...new Set(o.proxies)];
@@ -139,6 +140,7 @@ const PROXIES = [
   { key: 'none', kind: 'none', label: () => 'none (wrk straight to the upstream)' },
   { key: 'nginx', kind: 'nginx', label: (m) => `nginx ${m.nginxVersion}, 1 worker` },
   { key: 'undici', kind: 'node', script: 'minimal-undici.mjs', label: () => `minimal node:http + undici ${pkgVersion('undici')} Pool (reference)` },
+  { key: 'tcp-relay', kind: 'node', optIn: true, script: 'tcp-relay.mjs', label: () => 'TCP relay, no HTTP (floor of any Node.js proxy; opt-in)' },
   { key: 'fast-gateway', kind: 'node', peer: true, script: 'fast-gateway.cjs', label: () => `fast-gateway ${pkgVersion('fast-gateway')}` },
   { key: 'fastify', kind: 'node', peer: true, script: 'fastify-http-proxy.mjs', label: () => `@fastify/http-proxy ${pkgVersion('@fastify/http-proxy')} (fastify ${pkgVersion('fastify')})` },
   { key: 'http-proxy', kind: 'node', peer: true, script: 'http-proxy.cjs', label: () => `http-proxy ${pkgVersion('http-proxy')} (node:http + keep-alive Agent)` },
@@ -758,6 +760,10 @@ function buildReport({ meta, labels, opt, records, skipped, scenarioRecords, sce
         }
         if (gh && group.undici) {
           md.push(`Gatehouse vs the minimal undici proxy: ${fmtRatio(gh.rps.median / group.undici.rps.median)}x rps, ${fmtRatio(gh.cpuUsPerReq.median / group.undici.cpuUsPerReq.median)}x CPU per request.`);
+        }
+        const relay = group['tcp-relay'];
+        if (gh && relay?.cpuUsPerReq) {
+          md.push(`The TCP relay (no HTTP) costs ${fmtUs(relay.cpuUsPerReq.median)} µs per request: Gatehouse spends ${fmtUs(gh.cpuUsPerReq.median - relay.cpuUsPerReq.median)} µs above that floor.`);
         }
         md.push('');
         txt.push(`== ${title}`);
