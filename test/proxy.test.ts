@@ -382,7 +382,7 @@ describe('streaming', () => {
 
   it('relays response bodies byte for byte at every size, framing and piece count, on one client connection', async () => {
     // Every byte value, at the sizes where the relay changes how it writes: a small whole body goes out as one
-    // string with the head, larger ones as buffers, bodies read in several pieces are gathered per loop turn.
+    // string with the head, larger ones as buffers written as they arrive, with the last piece ending the response.
     const sizes = [0, 1, 256, 4096, 16 * 1024, 16 * 1024 + 1, 64 * 1024, 64 * 1024 + 300, 1024 * 1024 + 7];
     const bodies = new Map(sizes.map((n) => [n, Buffer.from(Array.from({ length: n }, (_, i) => (i * 131 + (i >> 8)) & 0xff))]));
     const source = await upstream((req, res) => {

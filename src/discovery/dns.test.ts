@@ -22,7 +22,6 @@ function backendsFor(dns: TestDns, extra: Record<string, unknown> = {}): Discove
   return new DiscoveryBackends(resolveDiscoverySettings(settings), log);
 }
 
-
 describe('dns discovery backend', { skip }, () => {
   let dns: TestDns;
   let backends: DiscoveryBackends;

@@ -18,7 +18,6 @@ import { addrs, Recorder } from '../../test/helpers/discovery.js';
 
 const skip = etcdSkip();
 
-
 it('parses an instance value: host and port required, weight defaults to 1, other fields join the metadata', () => {
   assert.deepEqual(parseInstance('{"host":"10.0.0.5","port":8080}'), { host: '10.0.0.5', port: 8080, weight: 1 });
   assert.deepEqual(parseInstance('{"host":"h","port":1,"weight":0,"zone":"a","metadata":{"version":"2","zone":"b"}}'), {

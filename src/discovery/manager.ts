@@ -40,7 +40,6 @@ export interface DiscoveryState {
   updatedAt?: string;
 }
 
-
 interface Entry {
   readonly key: string;
   readonly spec: DiscoverySpec;

@@ -34,7 +34,7 @@ export function dnsSkip(): string | false {
   return skipUnlessPresent(dnsmasqAvailable() ? null : 'dnsmasq is not installed (Debian package dnsmasq-base)');
 }
 
-const { children: running, dirs: dirs } = cleanupOnExit();
+const { children: running, dirs } = cleanupOnExit();
 
 /** One SRV record: `name` (e.g. _http._tcp.svc.gh.test) points at `target`:`port`. */
 export interface SrvRecord {
