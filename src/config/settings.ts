@@ -21,6 +21,11 @@ export const ProxySettings = Type.Object(
     http: Port(9080, 'HTTP port (0 picks a free port; -1 is not allowed).'),
     https: Type.Integer({ minimum: -1, maximum: 65535, default: 9443, description: 'HTTPS port with SNI certificates and HTTP/2; -1 turns it off.' }),
     http2: Type.Boolean({ default: true, description: 'Offer HTTP/2 via ALPN on the HTTPS port.' }),
+    fastHttp1: Type.Boolean({
+      default: true,
+      description:
+        "Read plain HTTP/1.1 requests without a body on the HTTP port with the gateway's own reader (see docs/proxying.md); false leaves every request to node's HTTP server.",
+    }),
     maxHeaderSize: Type.Integer({ minimum: 1024, maximum: 1048576, default: 16384, description: 'Largest request head in bytes (431 above it).' }),
     maxUrlLength: Type.Integer({ minimum: 64, maximum: 1048576, default: 8192, description: 'Longest request target in bytes (414 above it).' }),
     maxBodySize: Type.Integer({ minimum: 0, default: 16777216, description: 'Default largest request body in bytes (413 above it); 0 for no limit. Routes may override.' }),

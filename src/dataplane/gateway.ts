@@ -16,6 +16,7 @@ import { Metrics } from '../status/metrics.js';
 import { downstreamResponseHeaders, forwardInfo, TrustedProxies, upstreamRequestHeaders, type ForwardInfo } from './headers.js';
 import { Exchange, respond, respondError, sendError, type ClientRequest, type ClientResponse, type HealthReporter } from './proxy.js';
 import { Context } from './context.js';
+import { H1Server } from './h1/server.js';
 import { PluginFailure, runLog, runRequestPhases, type AuthOutcome, type Chain, type ChainVerdict } from './plugins/chain.js';
 import type { PluginResponse } from './plugins/types.js';
 import type { PluginRegistry } from './plugins/registry.js';
@@ -175,6 +176,8 @@ export class Gateway {
   private readonly trusted: TrustedProxies;
   private httpServer: Server | null = null;
   private httpsServer: Http2SecureServer | null = null;
+  /** The reader of plain HTTP/1.1 requests on the HTTP port (proxy.fastHttp1), or null. */
+  private h1: H1Server | null = null;
   private inFlight = 0;
   private draining = false;
   private readonly sockets = new Set<Duplex>();
@@ -308,7 +311,32 @@ export class Gateway {
     http.on('clientError', this.onClientError);
     http.on('upgrade', this.onUpgrade);
     http.on('connect', this.onConnect);
-    http.on('connection', this.onConnection);
+    if (p.fastHttp1) {
+      // Plain requests are read by the gateway's own reader; it gives node's server every other connection, by
+      // calling the connection listener node's server registered for itself.
+      const [nodeConnection, ...others] = http.listeners('connection') as ((socket: Socket) => void)[];
+      if (nodeConnection === undefined || others.length > 0) throw new Error("unexpected listeners on node's HTTP server");
+      http.removeListener('connection', nodeConnection);
+      const shortest = p.requestTimeout > 0 ? Math.min(p.headersTimeout, p.requestTimeout) : p.headersTimeout;
+      this.h1 = new H1Server(
+        {
+          maxHeaderSize: p.maxHeaderSize,
+          headersTimeout: shortest,
+          keepAliveTimeout: p.keepAliveTimeout,
+          checkInterval: Math.max(50, Math.min(1000, Math.floor(Math.min(shortest, p.keepAliveTimeout || Infinity) / 4))),
+        },
+        {
+          // The reader's request and response carry the members of node's IncomingMessage and ServerResponse that the
+          // gateway and its plugins use (see h1/server.ts); everything past this point takes them as node's.
+          request: (req, res) => this.onRequest(req as unknown as IncomingMessage, res as unknown as ServerResponse),
+          handOff: (socket) => nodeConnection.call(http, socket),
+          timeout: (socket) => this.onClientError(Object.assign(new Error('request head timed out'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket),
+        },
+      );
+      const h1 = this.h1;
+      http.on('connection', this.onConnection);
+      http.on('connection', (socket: Socket) => h1.accept(socket));
+    } else http.on('connection', this.onConnection);
     this.httpServer = http;
     await listenOn(http, p.http, p.host);
     let httpsPort: number | null = null;
@@ -866,18 +894,22 @@ export class Gateway {
    */
   async drain(timeoutMs: number): Promise<void> {
     this.draining = true;
+    if (this.h1 !== null) this.h1.draining = true;
     const closing: Promise<void>[] = [];
     for (const s of [this.httpServer, this.httpsServer]) {
       if (s) closing.push(new Promise((resolve) => s.close(() => resolve())));
     }
     this.httpServer?.closeIdleConnections();
+    this.h1?.closeIdle();
     const deadline = Date.now() + timeoutMs;
     while (this.inFlight > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 25));
       this.httpServer?.closeIdleConnections();
+      this.h1?.closeIdle();
     }
     for (const s of this.sockets) s.destroy();
     this.httpServer?.closeAllConnections();
+    this.h1?.close();
     await Promise.race([Promise.all(closing), new Promise((r) => setTimeout(r, 1000))]);
     await this.pools.closeAll();
     // Log queues send what they hold (bounded), after the last request's log phase has run.

@@ -225,7 +225,8 @@ export class Exchange implements UpstreamHandler {
 
   private readonly firstAttempt = (): void => {
     const req = this.ctx.req as IncomingMessage;
-    if (req.destroyed || this.ctx.res.destroyed || (!this.ctx.h2 && !req.socket.writable)) {
+    // A request whose body was read to its end (into the limiter) is destroyed too, but not gone.
+    if ((req.destroyed && !req.complete) || this.ctx.res.destroyed || (!this.ctx.h2 && !req.socket.writable)) {
       this.finished = true;
       this.limiter?.destroy();
       return;
