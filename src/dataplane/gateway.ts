@@ -323,7 +323,8 @@ export class Gateway {
           maxHeaderSize: p.maxHeaderSize,
           headersTimeout: shortest,
           keepAliveTimeout: p.keepAliveTimeout,
-          checkInterval: Math.max(50, Math.min(1000, Math.floor(Math.min(shortest, p.keepAliveTimeout || Infinity) / 4))),
+          // The same rule as node's timeout checks (keep-alive 0 means none, as a request timeout of 0 does), at most 1 s.
+          checkInterval: Math.min(1000, timeoutCheckInterval(shortest, p.keepAliveTimeout)),
         },
         {
           // The reader's request and response carry the members of node's IncomingMessage and ServerResponse that the

@@ -13,6 +13,7 @@
  * written against; a test compares both on the same heads): lower-case names; for the fields below the first
  * value wins; `set-cookie` is an array; `cookie` values are joined with "; ", every other field's with ", ".
  */
+import { TOKEN_CHARS, trimmedSlice } from '../http-syntax.js';
 
 /** Fields where node keeps the first value and drops later ones (the same in node 20, 22 and 24). */
 const FIRST_WINS = new Set([
@@ -35,11 +36,9 @@ const FIRST_WINS = new Set([
   'user-agent',
 ]);
 
-/** RFC 9110 5.6.2 token characters. */
-const TOKEN = "!#$%&'*+.^_`|~0-9A-Za-z\\-";
-const REQUEST_LINE = new RegExp(`^([${TOKEN}]+) ([\\x21-\\x7e]+) HTTP/1\\.1$`);
-/** The header section plus a final CRLF: lines of `token:value`, values of SP, HTAB and visible ASCII. */
-const FIELD_LINES = new RegExp(`^(?:[${TOKEN}]+:[\\t\\x20-\\x7e]*\\r\\n)*$`);
+const REQUEST_LINE = new RegExp(`^([${TOKEN_CHARS}]+) ([\\x21-\\x7e]+) HTTP/1\\.1$`);
+/** The header section plus a final CRLF: lines of `token:value`, values of SP, HTAB and visible ASCII (no obs-text). */
+const FIELD_LINES = new RegExp(`^(?:[${TOKEN_CHARS}]+:[\\t\\x20-\\x7e]*\\r\\n)*$`);
 /** More header lines than this go to node (its own limit drops fields past 2000). */
 const MAX_FIELDS = 200;
 
@@ -50,15 +49,6 @@ export interface RequestHead {
   headers: Record<string, string | string[]>;
   /** The client asked to close the connection after this request. */
   close: boolean;
-}
-
-/** Cut spaces and tabs off both ends (the grammar above leaves no other whitespace in a value). */
-function trimOws(s: string): string {
-  let a = 0;
-  let b = s.length;
-  while (a < b && (s.charCodeAt(a) === 32 || s.charCodeAt(a) === 9)) a++;
-  while (b > a && (s.charCodeAt(b - 1) === 32 || s.charCodeAt(b - 1) === 9)) b--;
-  return a === 0 && b === s.length ? s : s.slice(a, b);
 }
 
 /**
@@ -84,9 +74,10 @@ export function parseHead(head: string): RequestHead | null {
       const nl = block.indexOf('\r\n', pos);
       const colon = block.indexOf(':', pos);
       const name = block.slice(pos, colon);
-      const value = trimOws(block.slice(colon + 1, nl));
+      const value = trimmedSlice(block, colon + 1, nl);
       pos = nl + 2;
       const lower = name.toLowerCase();
+      rawHeaders.push(name, value);
       switch (lower) {
         case 'content-length':
           // Only an announced empty body is the plain case; a second Content-Length is node's to refuse.
@@ -100,17 +91,15 @@ export function parseHead(head: string): RequestHead | null {
           return null;
         case 'connection':
           for (const token of value.split(',')) {
-            const t = trimOws(token).toLowerCase();
+            const t = trimmedSlice(token, 0, token.length).toLowerCase();
             if (t === 'close') close = true;
             else if (t === 'upgrade') return null;
           }
           break;
         case '__proto__':
           // Node drops it (an assignment to an object's prototype slot); so does this reader.
-          rawHeaders.push(name, value);
           continue;
       }
-      rawHeaders.push(name, value);
       const prev = lower === 'constructor' ? (Object.hasOwn(headers, lower) ? headers[lower] : undefined) : headers[lower];
       if (prev === undefined) headers[lower] = lower === 'set-cookie' ? [value] : value;
       else if (lower === 'set-cookie') (prev as string[]).push(value);

@@ -22,6 +22,7 @@
 import { EventEmitter } from 'node:events';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
+import { BAD_VALUE, CRLFCRLF, TOKEN } from '../http-syntax.js';
 import { parseHead } from './head.js';
 
 export interface H1ServerOptions {
@@ -43,9 +44,8 @@ export interface H1ServerHooks {
   timeout(socket: Socket): void;
 }
 
-const CRLF2 = Buffer.from('\r\n\r\n');
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+/** A Connection header value that asks to close. */
+const CLOSE_TOKEN = /(?:^|,)[\t ]*close[\t ]*(?:,|$)/i;
 
 /** A LF not preceded by CR. */
 function hasBareLf(buf: Buffer): boolean {
@@ -96,6 +96,15 @@ export class FastRequest extends EventEmitter {
 }
 
 type HeaderInput = readonly string[] | Record<string, string | number | readonly string[]>;
+
+function flatten(headers: Record<string, string | number | readonly string[]>): string[] {
+  const list: string[] = [];
+  for (const [name, value] of Object.entries(headers)) {
+    if (Array.isArray(value)) for (const v of value as readonly string[]) list.push(name, v);
+    else list.push(name, String(value));
+  }
+  return list;
+}
 
 /**
  * A response on this server: the part of node's ServerResponse the gateway uses. The head waits until the
@@ -156,8 +165,12 @@ export class FastResponse extends EventEmitter {
     let length = false;
     let date = false;
     // A gateway shutting down tells every client to close, in-flight ones included.
-    let keepAlive = this.shouldKeepAlive && !this.conn.draining;
-    const add = (name: string, value: string): void => {
+    let keepAlive = this.shouldKeepAlive && !this.conn.server.draining;
+    // One flat [name, value, ...] list: what the proxy passes; an object (the gateway's own errors) is flattened.
+    const list = headers === undefined ? [] : Array.isArray(headers) ? (headers as readonly string[]) : flatten(headers as Record<string, string | number | readonly string[]>);
+    for (let i = 0; i < list.length; i += 2) {
+      const name = list[i]!;
+      const value = list[i + 1]!;
       if (!TOKEN.test(name)) throw invalid('name', name);
       if (BAD_VALUE.test(value)) throw invalid('value', name);
       switch (name.length) {
@@ -167,8 +180,8 @@ export class FastResponse extends EventEmitter {
         case 10:
           // The connection's fate is this server's to say (once, below); a close asked for is honoured.
           if (name.toLowerCase() === 'connection') {
-            if (/(?:^|,)[\t ]*close[\t ]*(?:,|$)/i.test(value)) keepAlive = false;
-            return;
+            if (CLOSE_TOKEN.test(value)) keepAlive = false;
+            continue;
           }
           break;
         case 14:
@@ -176,21 +189,10 @@ export class FastResponse extends EventEmitter {
           break;
         case 17:
           // So is the framing: a Transfer-Encoding from elsewhere would contradict the one chosen here.
-          if (name.toLowerCase() === 'transfer-encoding') return;
+          if (name.toLowerCase() === 'transfer-encoding') continue;
           break;
       }
       out += `${name}: ${value}\r\n`;
-    };
-    if (headers !== undefined) {
-      if (Array.isArray(headers)) {
-        const list = headers as readonly string[];
-        for (let i = 0; i < list.length; i += 2) add(list[i]!, list[i + 1]!);
-      } else {
-        for (const [name, value] of Object.entries(headers as Record<string, string | number | readonly string[]>)) {
-          if (Array.isArray(value)) for (const v of value as readonly string[]) add(name, v);
-          else add(name, String(value));
-        }
-      }
     }
     // RFC 9110 6.4.1: no body for HEAD, 1xx, 204 and 304, whatever the head says.
     if (status < 200 || status === 204 || status === 304) this.hasBody = false;
@@ -200,7 +202,7 @@ export class FastResponse extends EventEmitter {
       out += 'Transfer-Encoding: chunked\r\n';
     }
     this.shouldKeepAlive = keepAlive;
-    if (keepAlive) out += this.conn.keepAliveHeader;
+    if (keepAlive) out += this.conn.server.keepAliveHeader;
     else out += 'Connection: close\r\n';
     this.head = `${out}\r\n`;
     this.statusCode = status;
@@ -312,7 +314,7 @@ class Connection {
 
   constructor(
     readonly socket: Socket,
-    private readonly server: H1Server,
+    readonly server: H1Server,
   ) {
     this.idleSince = Date.now();
     socket.on('data', this.onData);
@@ -320,14 +322,6 @@ class Connection {
     socket.on('close', this.onClose);
     socket.on('error', this.onError);
     socket.on('drain', this.onDrain);
-  }
-
-  get keepAliveHeader(): string {
-    return this.server.keepAliveHeader;
-  }
-
-  get draining(): boolean {
-    return this.server.draining;
   }
 
   get idle(): boolean {
@@ -361,7 +355,7 @@ class Connection {
     try {
       while (this.res === null && this.buf !== null && !this.gone) {
         const buf = this.buf;
-        const end = buf.indexOf(CRLF2);
+        const end = buf.indexOf(CRLFCRLF);
         const max = this.server.options.maxHeaderSize;
         if (end === -1) {
           // Not complete yet: wait, unless it is already too large or not what this reader takes (a client
@@ -400,8 +394,7 @@ class Connection {
     this.res = null;
     if (this.gone) return;
     if (!res.shouldKeepAlive) {
-      this.gone = true;
-      this.server.forget(this);
+      this.leave();
       // As node does: end the connection once what was written has left, then let it close.
       this.socket.destroySoon();
       return;
@@ -417,8 +410,6 @@ class Connection {
 
   /** Give the connection and its unread bytes to node's server. */
   private handOff(): void {
-    this.gone = true;
-    this.server.forget(this);
     const socket = this.socket;
     socket.pause();
     socket.off('data', this.onData);
@@ -427,7 +418,7 @@ class Connection {
     socket.off('error', this.onError);
     socket.off('drain', this.onDrain);
     if (this.buf !== null) socket.unshift(this.buf);
-    this.buf = null;
+    this.leave();
     this.server.hooks.handOff(socket);
     // Node's server reads the socket from here: first the bytes put back, then what comes next.
     socket.resume();
@@ -435,9 +426,7 @@ class Connection {
 
   /** The head took longer than the headers timeout. */
   timedOut(): void {
-    this.gone = true;
-    this.buf = null;
-    this.server.forget(this);
+    this.leave();
     this.server.hooks.timeout(this.socket);
   }
 
@@ -447,16 +436,12 @@ class Connection {
    */
   private readonly onEnd = (): void => {
     if (this.gone) return;
-    this.gone = true;
-    this.buf = null;
-    this.server.forget(this);
+    this.leave();
     if (this.socket.writable) this.socket.end();
   };
 
   private readonly onClose = (): void => {
-    this.gone = true;
-    this.buf = null;
-    this.server.forget(this);
+    this.leave();
     const res = this.res;
     if (res !== null) {
       res.destroyed = true;
@@ -464,6 +449,19 @@ class Connection {
       res.close();
     }
   };
+
+  /** This server is done with the connection (what happens to the socket is the caller's). */
+  private leave(): void {
+    this.gone = true;
+    this.buf = null;
+    this.server.forget(this);
+  }
+
+  /** Close the connection without a word (idle past its time, or the gateway shutting down). */
+  drop(): void {
+    this.leave();
+    this.socket.destroy();
+  }
 
   private readonly onError = (): void => {
     this.socket.destroy();
@@ -503,11 +501,7 @@ export class H1Server {
   /** Close every connection with no request pending. */
   closeIdle(): void {
     for (const conn of this.connections) {
-      if (conn.idle) {
-        conn.gone = true;
-        this.connections.delete(conn);
-        conn.socket.destroy();
-      }
+      if (conn.idle) conn.drop();
     }
   }
 
@@ -520,11 +514,7 @@ export class H1Server {
     const { headersTimeout, keepAliveTimeout } = this.options;
     for (const conn of this.connections) {
       if (conn.reading && now - conn.headSince >= headersTimeout) conn.timedOut();
-      else if (keepAliveTimeout > 0 && conn.idleSince !== 0 && conn.idle && now - conn.idleSince >= keepAliveTimeout) {
-        conn.gone = true;
-        this.connections.delete(conn);
-        conn.socket.destroy();
-      }
+      else if (keepAliveTimeout > 0 && conn.idleSince !== 0 && conn.idle && now - conn.idleSince >= keepAliveTimeout) conn.drop();
     }
   };
 }

@@ -24,6 +24,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Readable } from 'node:stream';
+import { BAD_VALUE, CRLFCRLF, FIELD_CHARS, TOKEN, TOKEN_CHARS, trimmedSlice } from '../http-syntax.js';
 
 /** Error codes of this client (`err.code`); system errors while connecting keep theirs (ECONNREFUSED...). */
 export const UPSTREAM_ERR = {
@@ -107,12 +108,6 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 /** Methods whose requests are expected to carry content: without a body they announce a zero length. */
 const EXPECTS_CONTENT = new Set(['POST', 'PUT', 'PATCH', 'QUERY']);
 
-/** Token characters of RFC 9110 5.6.2 (a header field name). */
-const TOKEN_CHARS = "!#$%&'*+\\-.^_`|~0-9A-Za-z";
-/** Field value characters of RFC 9110 5.5 (VCHAR, obs-text, SP, HTAB): no CR, LF, NUL or other controls. */
-const FIELD_CHARS = '\\t\\x20-\\x7e\\x80-\\xff';
-const TOKEN = new RegExp(`^[${TOKEN_CHARS}]+$`);
-const BAD_VALUE = new RegExp(`[^${FIELD_CHARS}]`);
 /** What node's own client refuses in a request target. */
 const BAD_PATH = /[^\u0021-\u00ff]/;
 const DIGITS = /^\d{1,15}$/;
@@ -123,7 +118,6 @@ const DIGITS = /^\d{1,15}$/;
  */
 const HEADER_LINE = `[${TOKEN_CHARS}]+:[${FIELD_CHARS}]*`;
 const HEADER_SECTION = new RegExp(`${HEADER_LINE}(?:\\r\\n${HEADER_LINE})*$`, 'y');
-const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 const CHUNKED_END = Buffer.from('0\r\n\r\n', 'latin1');
 const CRLF = '\r\n';
 
@@ -488,11 +482,7 @@ class Conn {
       }
       const name = text.slice(start, colon);
       // OWS around the value; no whitespace between name and colon (RFC 9112 5.1).
-      let a = colon + 1;
-      let b = eol;
-      while (a < b && (text.charCodeAt(a) === 32 || text.charCodeAt(a) === 9)) a++;
-      while (b > a && (text.charCodeAt(b - 1) === 32 || text.charCodeAt(b - 1) === 9)) b--;
-      const value = text.slice(a, b);
+      const value = trimmedSlice(text, colon + 1, eol);
       // A bare CR or LF, NUL or another control character lands in a name or value and is refused there.
       if (!wellFormed && (!TOKEN.test(name) || BAD_VALUE.test(value))) {
         this.fail(p, protocolError(`malformed header ${TOKEN.test(name) ? name : 'name'}`));
