@@ -143,6 +143,16 @@ describe('connections on the plain-request reader', () => {
     assert.equal(up.seen.length, before, 'nothing reached the upstream');
   });
 
+  it('answers 408 on a connection that sends nothing within the headers timeout, as node does', async () => {
+    const up = await upstream(echo);
+    const gw = await gateway(routes(up.port), { 'proxy.headersTimeout': 300, 'proxy.keepAliveTimeout': 0 });
+    const opened = Date.now();
+    const r = await converse(gw.http, '', { idleMs: 3000 });
+    assert.equal(r.status, 408);
+    assert.equal(r.closed, true);
+    assert.ok(Date.now() - opened >= 250, 'not before the timeout');
+  });
+
   it('closes an idle keep-alive connection after the keep-alive timeout, and not before', async () => {
     const up = await upstream(echo);
     const gw = await gateway(routes(up.port), { 'proxy.keepAliveTimeout': 400 });

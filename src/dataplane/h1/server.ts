@@ -303,10 +303,13 @@ class Connection {
   private buf: Buffer | null = null;
   /** The response being written, or null between requests. */
   private res: FastResponse | null = null;
-  /** When the first byte of the pending head came (Date.now()), 0 when none is pending. */
-  headSince = 0;
-  /** When the connection became idle, 0 while a request is pending. */
-  idleSince: number;
+  /**
+   * When the pending head began (Date.now()): its first byte, or the connection's start for the first request
+   * (a client that connects and sends nothing gets the headers timeout, as on node's server). 0: none pending.
+   */
+  headSince: number;
+  /** When the connection became idle between requests, 0 otherwise. */
+  idleSince = 0;
   /** The connection left this server (handed off, timed out or closed). */
   gone = false;
   private inLoop = false;
@@ -316,7 +319,7 @@ class Connection {
     readonly socket: Socket,
     readonly server: H1Server,
   ) {
-    this.idleSince = Date.now();
+    this.headSince = Date.now();
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
     socket.on('close', this.onClose);
@@ -337,7 +340,7 @@ class Connection {
     if (this.gone) return;
     if (this.buf === null) {
       this.buf = chunk;
-      if (this.res === null) this.headSince = Date.now();
+      if (this.res === null && this.headSince === 0) this.headSince = Date.now();
     } else this.buf = Buffer.concat([this.buf, chunk]);
     this.idleSince = 0;
     if (this.res === null) this.next();
